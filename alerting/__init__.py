@@ -1,0 +1,1 @@
+"""Alerting: routing, notification, remediation. Not built yet: see issue 6."""

@@ -1,0 +1,1 @@
+"""eBPF node probes (bcc). Not built yet: see issue 3."""

@@ -1,0 +1,3 @@
+"""keiko-backbone core: records, the streaming store, config, the process and the CLI."""
+
+__version__ = "0.1.0"
