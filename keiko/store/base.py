@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from keiko.records import NewRecord, Record
+from keiko.store.config import StoreConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,4 +149,8 @@ class Store(Protocol):
 
     async def readiness(self) -> Readiness:
         """Whether appends can succeed now (disk writable, NATS reachable)."""
+        ...
+
+    def reconfigure(self, config: StoreConfig) -> None:
+        """Apply what is safe to change at run time: limits and retention."""
         ...
