@@ -48,21 +48,31 @@ class Telemetry:
         r = self.registry
         self.received = Counter("keiko_received_items", "Items that arrived.", labels, registry=r)
         self.accepted = Counter("keiko_accepted_items", "Items durably stored.", labels, registry=r)
-        self.refused = Counter("keiko_refused_items", "Items answered with an error.",
-                               [*labels, "reason"], registry=r)
-        self.dropped = Counter("keiko_dropped_items", "Items lost after acceptance.",
-                               [*labels, "reason"], registry=r)
-        self.requests = Counter("keiko_requests", "Requests by outcome.",
-                                [*labels, "outcome"], registry=r)
-        self.request_bytes = Counter("keiko_request_bytes", "Request bytes as received.",
-                                     labels, registry=r)
-        self.duration = Histogram("keiko_request_duration_seconds", "Time to answer a request.",
-                                  labels, buckets=LATENCY_BUCKETS, registry=r)
+        self.refused = Counter(
+            "keiko_refused_items", "Items answered with an error.", [*labels, "reason"], registry=r
+        )
+        self.dropped = Counter(
+            "keiko_dropped_items", "Items lost after acceptance.", [*labels, "reason"], registry=r
+        )
+        self.requests = Counter(
+            "keiko_requests", "Requests by outcome.", [*labels, "outcome"], registry=r
+        )
+        self.request_bytes = Counter(
+            "keiko_request_bytes", "Request bytes as received.", labels, registry=r
+        )
+        self.duration = Histogram(
+            "keiko_request_duration_seconds",
+            "Time to answer a request.",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.store_snapshot = StoreSnapshot()
         r.register(self.store_snapshot)
 
-    def request(self, component: str, signal: str, transport: str, outcome: Outcome,
-                started: float) -> None:
+    def request(
+        self, component: str, signal: str, transport: str, outcome: Outcome, started: float
+    ) -> None:
         """Count one request (``started`` from time.perf_counter())."""
         labels = (component, signal, transport)
         self.requests.labels(*labels, outcome.reason).inc()
@@ -94,14 +104,22 @@ class StoreSnapshot(Collector):
         if stats is None:
             return
         size = GaugeMetricFamily("keiko_store_bytes", "Bytes held per stream.", labels=["stream"])
-        records = GaugeMetricFamily("keiko_store_records", "Records held per stream.", labels=["stream"])
-        last = GaugeMetricFamily("keiko_store_last_offset", "Last offset per stream.", labels=["stream"])
-        lag = GaugeMetricFamily("keiko_store_consumer_lag_records",
-                                "Records a consumer group has not committed yet.",
-                                labels=["stream", "group"])
-        expired = GaugeMetricFamily("keiko_store_expired_unconsumed_records",
-                                    "Records retention removed before a group read them.",
-                                    labels=["stream"])
+        records = GaugeMetricFamily(
+            "keiko_store_records", "Records held per stream.", labels=["stream"]
+        )
+        last = GaugeMetricFamily(
+            "keiko_store_last_offset", "Last offset per stream.", labels=["stream"]
+        )
+        lag = GaugeMetricFamily(
+            "keiko_store_consumer_lag_records",
+            "Records a consumer group has not committed yet.",
+            labels=["stream", "group"],
+        )
+        expired = GaugeMetricFamily(
+            "keiko_store_expired_unconsumed_records",
+            "Records retention removed before a group read them.",
+            labels=["stream"],
+        )
         for s in stats.streams:
             size.add_metric([s.name], s.bytes)
             records.add_metric([s.name], s.records)
@@ -111,7 +129,11 @@ class StoreSnapshot(Collector):
                 lag.add_metric([s.name, g.group], g.lag_records)
         yield from (size, records, last, lag, expired)
         if stats.disk_bytes is not None:
-            yield GaugeMetricFamily("keiko_store_disk_bytes", "Bytes the store uses on disk.",
-                                    value=stats.disk_bytes)
-        yield GaugeMetricFamily("keiko_store_stats_timestamp_seconds",
-                                "When these store figures were taken.", value=self.taken_at)
+            yield GaugeMetricFamily(
+                "keiko_store_disk_bytes", "Bytes the store uses on disk.", value=stats.disk_bytes
+            )
+        yield GaugeMetricFamily(
+            "keiko_store_stats_timestamp_seconds",
+            "When these store figures were taken.",
+            value=self.taken_at,
+        )

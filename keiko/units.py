@@ -8,8 +8,18 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, PlainSerializer
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
-               "ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4}
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "m": 1000**2,
+    "g": 1000**3,
+    "t": 1000**4,
+    "ki": 1024,
+    "mi": 1024**2,
+    "gi": 1024**3,
+    "ti": 1024**4,
+}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -24,7 +34,9 @@ def parse_bytes(value: Any) -> int:
         return int(value)
     m = _SIZE.match(str(value))
     if not m:
-        raise ValueError(f"{value!r} is not a size: use a number of bytes or e.g. 512KiB, 64MiB, 10GiB")
+        raise ValueError(
+            f"{value!r} is not a size: use a number of bytes or e.g. 512KiB, 64MiB, 10GiB"
+        )
     unit = (m.group(2) or "").lower()
     unit = unit[:-1] if unit.endswith("b") else unit
     return int(float(m.group(1)) * _SIZE_UNITS[unit])
@@ -41,7 +53,9 @@ def parse_duration(value: Any) -> float:
     text = str(value).strip().lower()
     parts = _DURATION.findall(text)
     if not parts or "".join(n + u for n, u in parts) != text.replace(" ", ""):
-        raise ValueError(f"{value!r} is not a duration: use seconds or e.g. 250ms, 30s, 5m, 1h30m, 7d")
+        raise ValueError(
+            f"{value!r} is not a duration: use seconds or e.g. 250ms, 30s, 5m, 1h30m, 7d"
+        )
     return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
 
 

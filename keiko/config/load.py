@@ -27,7 +27,9 @@ class ConfigError(Exception):
         super().__init__(f"invalid config ({source}):\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> KeikoConfig:
+def load_config(
+    path: str | Path | None = None, env: Mapping[str, str] | None = None
+) -> KeikoConfig:
     """Read ``path`` (YAML; none: all defaults), apply ``KEIKO_*`` overrides and validate."""
     env = os.environ if env is None else env
     source = str(path) if path else "defaults"
@@ -40,7 +42,9 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         except yaml.YAMLError as exc:
             raise ConfigError(source, [f"not valid YAML: {exc}"]) from exc
         if not isinstance(raw, dict):
-            raise ConfigError(source, ["the top level must be a mapping of sections (store:, api: ...)"])
+            raise ConfigError(
+                source, ["the top level must be a mapping of sections (store:, api: ...)"]
+            )
     overrides = apply_env(raw, env)
     if overrides:
         source += " + " + ", ".join(overrides)
@@ -56,7 +60,7 @@ def apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> list[str]:
     for name in sorted(env):
         if not name.startswith(ENV_PREFIX) or name in ENV_RESERVED:
             continue
-        path = [p.lower() for p in name[len(ENV_PREFIX):].split("__") if p]
+        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
         if not path:
             continue
         node = raw
@@ -88,8 +92,9 @@ def validate(raw: dict[str, Any], source: str = "config") -> KeikoConfig:
         for name, value in given.items():
             spec = specs.get((section, name))
             if spec is None:
-                problems.append(f"{section}.{name}: unknown component; known here: "
-                                f"{', '.join(known) or 'none'}")
+                problems.append(
+                    f"{section}.{name}: unknown component; known here: {', '.join(known) or 'none'}"
+                )
                 continue
             try:
                 built[name] = spec.config_model.model_validate(value or {})
@@ -103,7 +108,9 @@ def validate(raw: dict[str, Any], source: str = "config") -> KeikoConfig:
     return config
 
 
-def format_errors(exc: ValidationError, model: type[BaseModel], prefix: tuple[Any, ...] = ()) -> list[str]:
+def format_errors(
+    exc: ValidationError, model: type[BaseModel], prefix: tuple[Any, ...] = ()
+) -> list[str]:
     """One line per error: the dotted key, what is wrong, the value given and what is allowed."""
     lines = []
     for err in exc.errors():

@@ -15,7 +15,9 @@ class LoggingConfig(Strict):
     """The `logging:` section."""
 
     level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
-    format: Literal["text", "json"] = Field("text", description="text for people, json for log shippers.")
+    format: Literal["text", "json"] = Field(
+        "text", description="text for people, json for log shippers."
+    )
 
 
 class ApiConfig(Strict):
