@@ -1,0 +1,73 @@
+# keiko-backbone: `make run` starts keiko on the embedded store; `make test` runs the suite.
+# Both create the virtualenv in .venv on first use. Works as root or as a normal user;
+# as root, `make test` also installs the Debian packages the tests start (nats-server).
+
+PYTHON ?= python3
+VENV   ?= .venv
+CONFIG ?=
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+TSTAMP := $(VENV)/.installed-test
+# Debian packages the test suite starts as real peers.
+DEB_TEST_PACKAGES := nats-server
+PYTEST_ARGS ?=
+
+.PHONY: run test lint bench demo clean debian-test-deps help
+
+help:
+	@echo "make run    - create .venv, install keiko, start 'keiko run' (embedded store)"
+	@echo "             CONFIG=keiko.yaml to use a config file"
+	@echo "make test   - install everything the tests need and run the whole suite"
+	@echo "make lint   - ruff and mypy"
+	@echo "make bench  - ingest benchmark (see README, Performance)"
+	@echo "make demo   - send demo traffic to a running keiko"
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "keiko needs Python >= 3.11, this is " + sys.version.split()[0]'
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); \
+	  else \
+	    echo "error: '$(PYTHON) -m venv' failed. On Debian/Ubuntu: sudo apt-get install python3-venv" >&2; exit 1; \
+	  fi; }
+	@$(BIN)/python -m pip install -q --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install -q -e .
+	@touch $@
+
+$(TSTAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $@ $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/keiko run $(if $(CONFIG),--config $(CONFIG))
+
+debian-test-deps:
+	@missing=""; for p in $(DEB_TEST_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else \
+	    echo "warning: missing Debian packages:$$missing (run 'make test' as root, or install them);" \
+	         "the tests that need them will fail" >&2; \
+	  fi; fi
+
+test: debian-test-deps $(TSTAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(TSTAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: $(TSTAMP)
+	$(BIN)/python benchmarks/ingest.py
+
+demo: $(STAMP)
+	$(BIN)/keiko demo
+
+clean:
+	rm -rf $(VENV) keiko-data .pytest_cache .mypy_cache .ruff_cache
