@@ -7,7 +7,7 @@ other receivers measured by the same tool. Every acknowledged request is durable
 a process crash (SQLite WAL, synchronous=NORMAL: the data is in the OS before the ack).
 
     .venv/bin/python benchmarks/ingest.py                 # everything (~3 minutes)
-    .venv/bin/python benchmarks/ingest.py --only grpc     # one part: grpc http latency durability memory
+    .venv/bin/python benchmarks/ingest.py --only grpc     # one part: grpc http durability memory
 
 Writes a Markdown summary to stdout and the raw reports to benchmarks/out/.
 """
@@ -56,7 +56,8 @@ class Keiko:
 
     def start(self) -> int:
         cmd = ["taskset", "-c", "0", *KEIKO, "run", "--config", str(self.config)]
-        self.proc = subprocess.Popen(cmd, stderr=open(self.data.parent / "keiko.log", "ab"))
+        with open(self.data.parent / "keiko.log", "ab") as log:
+            self.proc = subprocess.Popen(cmd, stderr=log)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
