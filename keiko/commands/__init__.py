@@ -1,0 +1,1 @@
+"""The `keiko` command groups: each module has ``register(subparsers)``."""
