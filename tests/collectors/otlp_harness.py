@@ -1,4 +1,4 @@
-"""Shared helpers: an OTLP receiver on free loopback ports over a real embedded store."""
+"""Test harness: the OTLP receiver on free loopback ports over a real embedded store."""
 
 from __future__ import annotations
 
