@@ -346,8 +346,9 @@ def _progress_line(elapsed: float, load: dict[str, Any], exported: dict[str, Any
     )
     failed = sum(e["failed_batches"] for e in exported.values())
     export_failures = f", {failed} exports FAILED" if failed else ""
+    dropped = f", {load['dropped']} dropped (too many in flight)" if load["dropped"] else ""
     return (
         f"  [{elapsed:4.0f}s] {load['sent']} requests: {load['ok']} ok, {load['failed']} "
-        f"failed · p50 {load['p50_ms']:g} ms, p95 {load['p95_ms']:g} ms · keiko acked "
+        f"failed{dropped} · p50 {load['p50_ms']:g} ms, p95 {load['p95_ms']:g} ms · keiko acked "
         f"{acked}{export_failures}"
     )

@@ -95,15 +95,18 @@ class ExportErrors(logging.Handler):
     ``opentelemetry`` logger; the demo shows a digest of these at the end.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, keep: int = 20) -> None:
         super().__init__(logging.WARNING)
-        self.messages: Counter[str] = Counter()
+        self.messages: list[str] = []  # distinct messages, first seen first
+        self._keep = keep
         self._logger = logging.getLogger("opentelemetry")
         self._propagate = self._logger.propagate
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Count the message (retries of the same cause count as one line)."""
-        self.messages[record.getMessage()] += 1
+        """Keep the message unless it was seen (the SDK itself drops most repeats)."""
+        message = record.getMessage()
+        if message not in self.messages and len(self.messages) < self._keep:
+            self.messages.append(message)
 
     def __enter__(self) -> ExportErrors:
         self._logger.addHandler(self)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +40,7 @@ class RunResult:
     after: dict[str, dict[str, int]]
     received: Received
     faults: dict[str, Fault] = field(default_factory=dict)
-    export_errors: Counter[str] = field(default_factory=Counter)
+    export_errors: list[str] = field(default_factory=list)  # distinct SDK warnings
     interrupted: bool = False
 
     def growth(self) -> dict[str, dict[str, int]]:
@@ -63,7 +62,7 @@ class RunResult:
             sent = self.exported[signal]
             if sent["failed_batches"]:
                 problems.append(
-                    f"{sent['failed_batches']} {signal} export(s) failed: "
+                    f"{signal}: {sent['failed_batches']} exports failed, "
                     f"{sent['sent'] - sent['acked']} {words} not acknowledged"
                 )
             elif not sent["acked"]:
@@ -79,7 +78,7 @@ class RunResult:
         if not self.flushed:
             problems.append("the exporters did not finish flushing in time")
         if problems:
-            problems += [f"exporter: {msg} (x{n})" for msg, n in self.export_errors.most_common(3)]
+            problems += [f"the exporter said: {msg}" for msg in self.export_errors[:3]]
         return problems
 
     # -- output --------------------------------------------------------------------------
@@ -132,7 +131,14 @@ class RunResult:
 
     def text(self) -> list[str]:
         """The human-readable summary, one line per item."""
-        lines = [""]
+        load = self.load
+        errors = ", ".join(f"{what} x{n}" for what, n in load["errors"].items())
+        lines = [
+            "",
+            f"Load: {load['sent']} requests in {self.seconds:.1f} s, {load['ok']} ok, "
+            f"{load['failed']} failed{f' ({errors})' if errors else ''}, "
+            f"{load['dropped']} dropped; p50 {load['p50_ms']:g} ms, p95 {load['p95_ms']:g} ms",
+        ]
         exported = ", ".join(
             f"{e['acked']}/{e['sent']} {ITEM_WORDS[s]}" for s, e in self.exported.items()
         )

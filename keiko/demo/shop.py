@@ -28,7 +28,16 @@ from opentelemetry.util.types import AttributeValue
 from keiko.demo import MODEL_API, REDIS, SERVICES
 from keiko.demo.faults import FaultPlan, InjectedFault
 from keiko.demo.otel import ExportTally, ExportTarget, build_telemetry, service_resource
-from keiko.demo.service import BadRequest, Directory, Json, Request, Route, Service, UpstreamError
+from keiko.demo.service import (
+    POLL_S,
+    BadRequest,
+    Directory,
+    Json,
+    Request,
+    Route,
+    Service,
+    UpstreamError,
+)
 
 VERSIONS = {
     "frontend": "1.4.2",
@@ -391,7 +400,9 @@ class ModelApi:
         server.daemon_threads = True
         self._server = server
         self.directory.addresses[MODEL_API] = ("127.0.0.1", server.server_address[1])
-        threading.Thread(target=server.serve_forever, name="demo-model-api", daemon=True).start()
+        threading.Thread(
+            target=server.serve_forever, args=(POLL_S,), name="demo-model-api", daemon=True
+        ).start()
 
     def stop(self) -> None:
         """Stop serving."""
