@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import grpc
+from fixtures.certs import Certs
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogs
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
@@ -36,8 +37,6 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 from otlp_harness import Running
-
-from tests.fixtures.certs import Certs
 
 Transport = Literal["grpc", "http"]
 Signal = Literal["traces", "metrics", "logs"]

@@ -10,11 +10,10 @@ from typing import Any
 import grpc
 import httpx
 import pytest
+from fixtures.certs import Certs, make_certs
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from otlp_clients import Signal, Transport, exporter, make, make_spans, raw_grpc
 from otlp_harness import Running, run, running
-
-from tests.fixtures.certs import Certs, make_certs
 
 GOOD = encode_spans(make_spans()).SerializeToString()
 PROTOBUF = {"content-type": "application/x-protobuf"}
