@@ -17,11 +17,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
 import httpx
-from conftest import KeikoFactory
+from fixtures.keiko import KeikoProcess
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
@@ -114,7 +115,9 @@ def stored_trace_ids(data_dir: Path) -> set[bytes]:
     return asyncio.run(read())
 
 
-def test_kill_9_loses_no_acknowledged_otlp_request(keiko_process: KeikoFactory) -> None:
+def test_kill_9_loses_no_acknowledged_otlp_request(
+    keiko_process: Callable[..., KeikoProcess],
+) -> None:
     kp = keiko_process()
     senders = [Sender(c, kp.otlp_grpc, kp.otlp_http + "/v1/traces") for c in (1, 2, 3, 4)]
     for s in senders:

@@ -6,7 +6,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from keiko.records import NewRecord
@@ -24,8 +24,15 @@ class StreamLog:
     """The segments of one stream. Appends, rolls and retention run on the writer thread;
     other threads read ``snapshot()`` and the counters, which are swapped atomically."""
 
-    def __init__(self, name: str, directory: Path, synchronous: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        directory: Path,
+        synchronous: str,
+        retire: Callable[[sqlite3.Connection], None] = sqlite3.Connection.close,
+    ) -> None:
         self.name = name
+        self.retire = retire  # closes a connection the writer is done with, off its thread
         self.dir = directory
         self.synchronous = synchronous
         self.lock = threading.Lock()
@@ -64,6 +71,10 @@ class StreamLog:
         self.segments = segments
         if not segments:
             self._new_segment()
+
+    def active_path(self) -> Path:
+        with self.lock:
+            return self.segments[-1].path
 
     def snapshot(self) -> list[Segment]:
         """A copy of the segment list, safe to use from any thread."""
@@ -144,7 +155,7 @@ class StreamLog:
 
     def _new_segment(self) -> None:
         if self.active is not None:
-            self.active.close()
+            self.retire(self.active)
         seg = Segment(
             self.next_offset, segment_path(self.dir, self.next_offset), last=self.next_offset - 1
         )

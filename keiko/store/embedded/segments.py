@@ -50,6 +50,10 @@ def connect(
         conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={synchronous}")
+        # Checkpoints run on their own thread (checkpoint.py), never inside a commit.
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        # After a checkpoint lets the WAL restart, truncate it back to this size.
+        conn.execute(f"PRAGMA journal_size_limit={64 * 1024 * 1024}")
     conn.execute("PRAGMA busy_timeout=10000")
     return conn
 

@@ -8,6 +8,7 @@ import fcntl
 import logging
 import os
 import shutil
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,7 @@ from keiko.errors import StoreFull, StoreUnavailable
 from keiko.records import NewRecord, Record, Stream, check_stream_name
 from keiko.store.base import GroupStats, Readiness, StoreStats
 from keiko.store.config import Durability, StoreConfig
+from keiko.store.embedded.checkpoint import Checkpointer
 from keiko.store.embedded.consumer import EmbeddedConsumer, EmbeddedKV
 from keiko.store.embedded.log import StreamLog
 from keiko.store.embedded.meta import Meta
@@ -52,6 +54,7 @@ class EmbeddedStore:
         self._readers = ThreadPoolExecutor(2, thread_name_prefix="keiko-store-read")
         self._cache = ReaderCache()
         self._writer: Writer | None = None
+        self._checkpointer: Checkpointer | None = None
         self._meta: Meta | None = None
         self._lock_fd: int | None = None
         self._last_housekeeping = 0.0
@@ -77,6 +80,10 @@ class EmbeddedStore:
         streams_dir = self.path / "streams"
         streams_dir.mkdir(parents=True, exist_ok=True)
         names = {s.value for s in Stream} | {p.name for p in streams_dir.iterdir() if p.is_dir()}
+        self._checkpointer = Checkpointer(
+            lambda: [lg.active_path() for lg in list(self._logs.values())], self._sync
+        )
+        self._checkpointer.start()
         for name in sorted(names):
             self._open_log(name)
         self._writer = Writer(
@@ -112,6 +119,8 @@ class EmbeddedStore:
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         if self._writer is not None:
             await asyncio.to_thread(self._writer.stop, timeout)
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         for stream_log in self._logs.values():
             stream_log.close()
         if self._meta is not None:
@@ -174,7 +183,8 @@ class EmbeddedStore:
         return await fut
 
     def _open_log(self, name: str) -> StreamLog:
-        stream_log = StreamLog(name, self.path / "streams" / name, self._sync)
+        retire = self._checkpointer.retire if self._checkpointer else sqlite3.Connection.close
+        stream_log = StreamLog(name, self.path / "streams" / name, self._sync, retire)
         stream_log.open()
         self._logs[name] = stream_log
         return stream_log
