@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import json
 import random
+import ssl
 import subprocess
 import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import KeikoFactory
+from fixtures.certs import make_certs
 from fixtures.keiko import KeikoProcess, free_port
 
 from keiko.cli import main
@@ -277,3 +280,52 @@ def test_demo_over_http_with_a_token_and_refused_without(keiko_process: KeikoFac
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert "FAILED:" in refused.stdout and "not acknowledged" in refused.stdout
     assert "401" in refused.stdout  # the exporter's own words, kept in the digest
+
+
+def test_demo_over_mutual_tls_with_a_ca_or_insecure(
+    keiko_process: KeikoFactory, tmp_path: Path
+) -> None:
+    certs = make_certs(tmp_path / "certs")
+    tls = {
+        "cert_file": str(certs.server_cert),
+        "key_file": str(certs.server_key),
+        "client_ca_file": str(certs.ca),
+    }
+    verify = ssl.create_default_context(cafile=str(certs.ca))
+    verify.load_cert_chain(str(certs.client_cert), str(certs.client_key))
+    kp = keiko_process(
+        {"api": {"tls": tls}, "receivers": {"otlp": {"grpc": {"tls": tls}, "http": {"tls": tls}}}},
+        verify=verify,
+    )
+    client_cert = ["--client-cert", str(certs.client_cert), "--client-key", str(certs.client_key)]
+    grpc = run_demo(
+        kp,
+        "--otlp-endpoint",
+        f"https://{kp.otlp_grpc}",
+        "--ca",
+        str(certs.ca),
+        *client_cert,
+        "--duration",
+        "1",
+        "--json",
+    )
+    assert grpc.returncode == 0, grpc.stdout + grpc.stderr
+    assert json.loads(grpc.stdout)["received"]["items"]["traces"] > 0
+
+    # --insecure skips verifying keiko's certificate (OTLP/HTTP and the API) ...
+    http = run_demo(
+        kp,
+        "--protocol",
+        "http",
+        "--otlp-endpoint",
+        kp.otlp_http,
+        "--insecure",
+        *client_cert,
+        "--duration",
+        "1",
+        "--json",
+    )
+    assert http.returncode == 0, http.stdout + http.stderr
+    # ... which gRPC cannot do: the demo says so instead of failing later.
+    refused = run_demo(kp, "--otlp-endpoint", f"https://{kp.otlp_grpc}", "--insecure")
+    assert refused.returncode == 2 and "--insecure does not work with gRPC" in refused.stderr
