@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import KeikoFactory
 from fixtures.certs import make_certs
-from fixtures.keiko import KeikoProcess, free_port
+from fixtures.keiko import KeikoFactory, KeikoProcess, free_port
 
 from keiko.cli import main
 from keiko.demo import FAULT_TARGETS, SERVICES
