@@ -9,11 +9,16 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from keiko.demo import FAULT_TARGETS, MODEL_API
 from keiko.demo.faults import FAULT_SYNTAX, Fault, parse_fault, parse_seconds
+
+if TYPE_CHECKING:
+    from keiko.demo.api import ApiClient
+    from keiko.demo.load import LoadGenerator
+    from keiko.demo.otel import ExportTally
 
 DEFAULT_PORTS = {"grpc": 4317, "http": 4318}
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -212,7 +217,7 @@ def run_demo(args: argparse.Namespace) -> int:
 def _run(
     args: argparse.Namespace,
     console: Console,
-    api: Any,
+    api: ApiClient,
     before: dict[str, Any],
     endpoint: str,
     token: str | None,
@@ -230,25 +235,14 @@ def _run(
         endpoint, args.protocol, token, args.ca, args.client_cert, args.client_key, args.insecure
     )
     tally, plan = ExportTally(), FaultPlan(dict(faults))
-    interrupted = False
     with ExportErrors() as export_errors:
         shop = Shop(target, tally, plan)
         shop.start()
         try:
             _announce(console, args, endpoint, shop, faults)
             load = LoadGenerator(shop.frontend_url, args.rate)
-            stop = threading.Event()
-
-            def progress(elapsed: float) -> None:
-                console.say(_progress_line(elapsed, load.stats.summary(), tally.snapshot()))
-
-            plan.started = time.monotonic()
-            try:
-                seconds = load.run(args.duration, stop, progress, PROGRESS_EVERY_S)
-            except KeyboardInterrupt:
-                stop.set()
-                interrupted, seconds = True, time.monotonic() - plan.started
-                console.say("interrupted: flushing what was recorded so far")
+            plan.restart_clock()  # after= counts from the first request
+            seconds, interrupted = _send(console, load, tally, args.duration)
             started = time.monotonic()
             flushed = shop.flush(FLUSH_TIMEOUT_S)
         finally:
@@ -263,19 +257,19 @@ def _run(
         console.say(f"keiko demo: reading back what keiko stored failed: {exc}")
         return EXIT_FAILURE
     result = RunResult(
-        endpoint,
-        args.protocol,
-        args.api,
-        seconds,
-        load.stats.summary(),
-        tally.snapshot(),
-        flushed,
-        figures_before,
-        after,
-        received,
-        faults,
-        export_errors.messages,
-        interrupted,
+        endpoint=endpoint,
+        protocol=args.protocol,
+        api=args.api,
+        seconds=seconds,
+        load=load.stats.summary(),
+        exported=tally.snapshot(),
+        flushed=flushed,
+        before=figures_before,
+        after=after,
+        received=received,
+        faults=faults,
+        export_errors=export_errors.messages,
+        interrupted=interrupted,
     )
     if args.json:
         print(json.dumps(result.as_json(), indent=2))
@@ -283,6 +277,24 @@ def _run(
         for line in result.text():
             console.say(line)
     return EXIT_FAILURE if result.problems() else EXIT_OK
+
+
+def _send(
+    console: Console, load: LoadGenerator, tally: ExportTally, duration: float
+) -> tuple[float, bool]:
+    """Send the load for ``duration`` (0: until Ctrl-C); ``(seconds, interrupted)``."""
+    stop = threading.Event()
+
+    def progress(elapsed: float) -> None:
+        console.say(_progress_line(elapsed, load.stats.summary(), tally.snapshot()))
+
+    started = time.monotonic()
+    try:
+        return load.run(duration, stop, progress, PROGRESS_EVERY_S), False
+    except KeyboardInterrupt:
+        stop.set()
+        console.say("interrupted: flushing what was recorded so far")
+        return time.monotonic() - started, True
 
 
 def _faults(given: list[tuple[str, Fault]]) -> dict[str, Fault]:

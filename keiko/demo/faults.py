@@ -93,6 +93,10 @@ class FaultPlan:
     rng: random.Random = field(default_factory=random.Random)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    def restart_clock(self) -> None:
+        """Count the faults' ``after`` delays from now (the start of the load)."""
+        self.started = time.monotonic()
+
     def set(self, service: str, fault: Fault | None) -> None:
         """Switch ``service``'s fault on (or off with None) from now on."""
         with self._lock:

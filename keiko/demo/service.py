@@ -59,6 +59,23 @@ class Request:
     body: Json
 
 
+def operation(method: str, path: str, rpc: tuple[str, str] | None) -> tuple[str, dict[str, Any]]:
+    """Span name and attributes of a call, on both sides: ``GET /cart`` with the HTTP
+    attributes, or ``PaymentService/Charge`` with the JSON-RPC ones as well."""
+    attrs: dict[str, Any] = {"http.request.method": method}
+    if rpc is None:
+        return f"{method} {path}", attrs
+    attrs.update(
+        {
+            "rpc.system": "jsonrpc",
+            "rpc.service": rpc[0],
+            "rpc.method": rpc[1],
+            "rpc.jsonrpc.version": "2.0",
+        }
+    )
+    return f"{rpc[0]}/{rpc[1]}", attrs
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     """A handler for ``method path``; ``rpc`` names a JSON-RPC ``(service, method)``."""
@@ -67,24 +84,6 @@ class Route:
     path: str
     handler: Callable[[Request], Json]
     rpc: tuple[str, str] | None = None
-
-    def span_name(self) -> str:
-        """``GET /cart`` for HTTP routes, ``PaymentService/Charge`` for RPC ones."""
-        return f"{self.rpc[0]}/{self.rpc[1]}" if self.rpc else f"{self.method} {self.path}"
-
-    def attributes(self) -> dict[str, Any]:
-        """The route's static span attributes."""
-        attrs: dict[str, Any] = {"http.request.method": self.method, "http.route": self.path}
-        if self.rpc:
-            attrs.update(
-                {
-                    "rpc.system": "jsonrpc",
-                    "rpc.service": self.rpc[0],
-                    "rpc.method": self.rpc[1],
-                    "rpc.jsonrpc.version": "2.0",
-                }
-            )
-        return attrs
 
 
 @dataclass
@@ -106,7 +105,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
-        status, body = self.server.service.handle(self.command, self.path, dict(self.headers), raw)
+        # Lower-case names: the propagator looks up "traceparent" in a plain dict.
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        status, body = self.server.service.handle(self.command, self.path, headers, raw)
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -201,24 +202,30 @@ class Service:
     def handle(
         self, method: str, target: str, headers: dict[str, str], raw: bytes
     ) -> tuple[int, Json]:
-        """Serve one request inside a SERVER span; returns (status, JSON body)."""
+        """Serve one request inside a SERVER span; returns (status, JSON body).
+
+        ``headers`` has lower-case names.
+        """
         url = urlsplit(target)
         route = self.routes.get((method, url.path))
         if route is None:
             return 404, {"error": f"no route {method} {url.path}"}
         host, port = self.directory.addresses[self.name]
-        attributes = {
-            **route.attributes(),
-            "url.path": url.path,
-            "url.scheme": "http",
-            "server.address": host,
-            "server.port": port,
-            "network.protocol.version": "1.1",
-            "user_agent.original": headers.get("User-Agent", ""),
-        }
+        name, attributes = operation(method, url.path, route.rpc)
+        attributes.update(
+            {
+                "http.route": route.path,
+                "url.path": url.path,
+                "url.scheme": "http",
+                "server.address": host,
+                "server.port": port,
+                "network.protocol.version": "1.1",
+                "user_agent.original": headers.get("user-agent", ""),
+            }
+        )
         started = time.perf_counter()
         with self.tracer.start_as_current_span(
-            route.span_name(),
+            name,
             context=propagate.extract(headers),
             kind=SpanKind.SERVER,
             attributes=attributes,
@@ -240,6 +247,8 @@ class Service:
             body = json.loads(raw) if raw else {}
         except ValueError as exc:
             return 400, {"error": f"body is not JSON: {exc}"}, None
+        if not isinstance(body, dict):
+            return 400, {"error": "body is not a JSON object"}, None
         request = Request(route.method, route.path, dict(parse_qsl(query)), body)
         try:
             self.faults.apply(self.name)
@@ -290,18 +299,18 @@ class Service:
         rpc: tuple[str, str] | None = None,
     ) -> Json:
         """Call another service inside a CLIENT span (JSON-RPC when ``rpc`` is given)."""
-        route = Route(method, urlsplit(path).path, lambda r: {}, rpc)
         host, port = self.directory.addresses[peer]
-        attributes = {
-            **route.attributes(),
-            "server.address": host,
-            "server.port": port,
-            "url.full": f"http://{host}:{port}{path}",
-            "peer.service": peer,
-        }
-        attributes.pop("http.route")  # a server-side attribute
+        name, attributes = operation(method, urlsplit(path).path, rpc)
+        attributes.update(
+            {
+                "server.address": host,
+                "server.port": port,
+                "url.full": f"http://{host}:{port}{path}",
+                "peer.service": peer,
+            }
+        )
         with self.tracer.start_as_current_span(
-            route.span_name(),
+            name,
             kind=SpanKind.CLIENT,
             attributes=attributes,
             record_exception=False,
