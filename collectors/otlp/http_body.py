@@ -48,34 +48,54 @@ def parse_content_encoding(value: bytes | None) -> bool:
                                "use gzip or none")
 
 
-async def read_body(receive: Callable[[], Awaitable[dict[str, Any]]], content_length: bytes | None,
-                    limit: int) -> bytes:
-    """The whole request body, refusing it (TooLarge) as soon as it passes ``limit`` bytes.
+class BodyReader:
+    """Reads one request body from ASGI ``receive``, within a size limit."""
 
-    A declared Content-Length over the limit is refused before anything is read.
-    """
-    if content_length is not None:
-        try:
-            declared = int(content_length)
-        except ValueError:
-            raise InvalidInput("Content-Length is not a number") from None
-        if declared > limit:
-            raise too_large(limit, declared)
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
+    def __init__(self, receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+        self._receive = receive
+        self.complete = False  # True once the last chunk was received
+
+    async def read(self, content_length: bytes | None, limit: int) -> bytes:
+        """The whole body, refusing it (TooLarge) as soon as it passes ``limit`` bytes.
+
+        A declared Content-Length over the limit is refused before anything is read.
+        """
+        if content_length is not None:
+            try:
+                declared = int(content_length)
+            except ValueError:
+                raise InvalidInput("Content-Length is not a number") from None
+            if declared > limit:
+                raise too_large(limit, declared)
+        chunks: list[bytes] = []
+        size = 0
+        while not self.complete:
+            chunk = await self._next()
+            size += len(chunk)
+            if size > limit:
+                raise too_large(limit)
+            if chunk:
+                chunks.append(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def discard(self, budget: int) -> bool:
+        """Receive and drop the rest of the body, at most ``budget`` bytes; True if it ended.
+
+        Answering before the client has sent its whole body, then closing, makes some
+        clients (those that write everything before reading) see a reset instead of the
+        answer; draining a bounded amount first avoids that in the common case.
+        """
+        while not self.complete and budget >= 0:
+            budget -= len(await self._next())
+        return self.complete
+
+    async def _next(self) -> bytes:
+        message = await self._receive()
         if message["type"] == "http.disconnect":
             raise ClientGone
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise too_large(limit)
-        if chunk:
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self.complete = not message.get("more_body", False)
+        chunk: bytes = message.get("body", b"")
+        return chunk
 
 
 def gunzip(data: bytes, limit: int) -> bytes:

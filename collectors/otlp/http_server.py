@@ -19,17 +19,17 @@ from google.protobuf.message import Message
 
 from collectors.otlp.config import HttpConfig
 from collectors.otlp.http_body import (
+    BodyReader,
     ClientGone,
     Encoding,
     gunzip,
     parse_content_encoding,
     parse_content_type,
-    read_body,
 )
 from collectors.otlp.ingest import Ingest, internal_error, now
 from collectors.otlp.signals import Count
 from collectors.otlp.status import retry_after_header, rpc_status
-from keiko.errors import InvalidInput, KeikoError, NotFound, Unauthenticated
+from keiko.errors import InvalidInput, KeikoError, NotFound, TooLarge, Unauthenticated
 from keiko.otlp_json import json_to_proto, proto_to_json
 from keiko.security import TokenCheck
 from keiko.units import split_endpoint
@@ -78,13 +78,13 @@ class OtlpHttpApp:
         answer_in = _answer_encoding(headers.get(b"content-type"))
         count: Count | None = None
         nbytes = 0
+        reader = BodyReader(receive)
         try:
             if self._auth is not None:
                 self._auth.check(headers.get(b"authorization"))
             encoding = parse_content_type(headers.get(b"content-type"))
             gzipped = parse_content_encoding(headers.get(b"content-encoding"))
-            body = await read_body(receive, headers.get(b"content-length"),
-                                   self._max_request_bytes)
+            body = await reader.read(headers.get(b"content-length"), self._max_request_bytes)
             nbytes = len(body)
             if gzipped:
                 body = gunzip(body, self._max_request_bytes)
@@ -104,7 +104,15 @@ class OtlpHttpApp:
             await _send_ok(send, ingest, count, encoding)
             return
         ingest.account(TRANSPORT, started, nbytes, count, error)
-        await send_error(send, error, answer_in)
+        # uvicorn would receive (and drop) whatever is left of the body to keep the
+        # connection; past a bound, closing it is cheaper.
+        cut_off = False
+        if isinstance(error, TooLarge) and not reader.complete:
+            try:
+                cut_off = not await reader.discard(self._max_request_bytes)
+            except ClientGone:
+                return
+        await send_error(send, error, answer_in, close=cut_off)
 
 
 _WANTED = frozenset({b"content-type", b"content-encoding", b"content-length", b"authorization"})
@@ -130,7 +138,8 @@ async def _send_ok(send: Send, ingest: Ingest, count: Count, encoding: Encoding)
     await _respond(send, 200, encoding, body)
 
 
-async def send_error(send: Send, error: KeikoError, encoding: Encoding) -> None:
+async def send_error(send: Send, error: KeikoError, encoding: Encoding, close: bool = False
+                     ) -> None:
     """Answer ``error`` with its status and a google.rpc.Status body in ``encoding``."""
     status = rpc_status(error)
     body = status.SerializeToString() if encoding is Encoding.PROTOBUF else _json_body(status)
@@ -142,6 +151,8 @@ async def send_error(send: Send, error: KeikoError, encoding: Encoding) -> None:
         extra.append((b"www-authenticate", b'Bearer realm="keiko"'))
     if isinstance(error, MethodNotAllowed):
         extra.append((b"allow", b"POST"))
+    if close:
+        extra.append((b"connection", b"close"))
     await _respond(send, error.http_status, encoding, body, extra)
 
 
@@ -180,7 +191,8 @@ class HttpReceiver:
         sock = bind_socket(self._config.endpoint, "receivers.otlp.http.endpoint")
         config = uvicorn.Config(
             self._app, lifespan="off", access_log=False, http="httptools", ws="none",
-            log_config=None, server_header=False, timeout_keep_alive=int(KEEP_ALIVE_SECONDS),
+            log_config=None, server_header=False, proxy_headers=False,
+            timeout_keep_alive=int(KEEP_ALIVE_SECONDS),
         )
         config.load()
         if self._config.tls is not None:

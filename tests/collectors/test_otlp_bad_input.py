@@ -3,6 +3,7 @@ receiver keeps serving."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 from pathlib import Path
@@ -12,6 +13,8 @@ import httpx
 import pytest
 from google.rpc.status_pb2 import Status
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
+from opentelemetry.sdk.trace.export import SpanExportResult
 from otlp_clients import make_spans, raw_grpc
 from otlp_harness import Running, run, running
 
@@ -89,6 +92,7 @@ def test_http_bad_input(tmp_path: Path, case: str) -> None:
                 assert reply.headers["content-type"] == "application/json"
                 message = reply.json()["message"]
             assert words in message
+            assert "connection" not in reply.headers  # the connection stays usable
             assert await rx.records("traces") == []
             assert rx.metric("keiko_requests_total", component="otlp", signal="traces",
                              transport="http", outcome=reason) == 1
@@ -98,17 +102,38 @@ def test_http_bad_input(tmp_path: Path, case: str) -> None:
 
 
 def test_http_body_over_the_limit_without_content_length(tmp_path: Path) -> None:
-    """A chunked body is refused as soon as it passes the limit, and the socket stays usable."""
+    """A chunked body is refused once it passes the limit; a little more is drained so that
+    the client reads the answer and the connection stays usable."""
     async def scenario() -> None:
         async with running(tmp_path, max_request_bytes=LIMIT) as rx, \
                 httpx.AsyncClient() as client:
-            reply = await client.post(rx.http_url(), content=chunks(b"\x00" * (LIMIT * 4)),
-                                      headers=PROTOBUF)
-            assert reply.status_code == 400
+            body = chunks(b"\x00" * (LIMIT * 3 // 2))
+            reply = await client.post(rx.http_url(), content=body, headers=PROTOBUF)
+            assert reply.status_code == 400 and "connection" not in reply.headers
             assert "max_request_bytes" in Status.FromString(reply.content).message
             assert rx.metric("keiko_requests_total", component="otlp", signal="traces",
                              transport="http", outcome="too_large") == 1
             await good_request_still_works(rx, client)
+
+    run(scenario())
+
+
+def test_sdk_exporter_far_over_the_limit_gets_a_final_400(tmp_path: Path) -> None:
+    """Far over the limit the body is not drained (the connection is closed after the
+    answer); the SDK's HTTP exporter still reads the 400 and does not retry."""
+    request = encode_spans(make_spans() * 2000)
+    assert request.ByteSize() > 4 * LIMIT
+
+    async def scenario() -> None:
+        async with running(tmp_path, max_request_bytes=LIMIT) as rx:
+            exp = HttpSpans(endpoint=rx.http_url(), timeout=10)
+            result = await asyncio.to_thread(exp.export, make_spans() * 2000)
+            await asyncio.to_thread(exp.shutdown)
+            assert result == SpanExportResult.FAILURE
+            assert rx.metric("keiko_requests_total", component="otlp", signal="traces",
+                             transport="http", outcome="too_large") == 1  # not retried
+            async with httpx.AsyncClient() as client:
+                await good_request_still_works(rx, client)
 
     run(scenario())
 
