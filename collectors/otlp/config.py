@@ -48,6 +48,8 @@ class OtlpReceiverConfig(Strict):
     max_request_bytes: ByteSize = Field(
         16 * 1024**2,
         gt=0,
-        description="Largest request accepted, after gzip decompression (bigger: 400 / "
-        "INVALID_ARGUMENT, which exporters do not retry). Exporters batch far below this.",
+        description="Largest request accepted, after gzip decompression. Bigger ones get 400 / "
+        "INVALID_ARGUMENT, which exporters do not retry. gRPC's own message limit is set to "
+        "twice this plus 1MiB, so that keiko answers rather than grpc core, whose "
+        "RESOURCE_EXHAUSTED exporters would retry forever.",
     )
