@@ -12,41 +12,42 @@ from keiko.units import ByteSize, Endpoint
 class GrpcConfig(Strict):
     """OTLP/gRPC (the trace, metrics and logs services of opentelemetry-proto)."""
 
-    enabled: bool = Field(True, description="Serve OTLP/gRPC.")
+    enabled: bool = Field(default=True, description="Serve OTLP/gRPC.")
     endpoint: Endpoint = Field(
-        "127.0.0.1:4317",
+        default="127.0.0.1:4317",
         description="host:port to listen on; 0.0.0.0:4317 to accept other machines.",
     )
     tls: TLSConfig | None = Field(
-        None, description="Serve gRPC over TLS (and mutual TLS with client_ca_file) when set."
+        default=None,
+        description="Serve gRPC over TLS (and mutual TLS with client_ca_file) when set.",
     )
 
 
 class HttpConfig(Strict):
     """OTLP/HTTP: POST /v1/traces, /v1/metrics, /v1/logs in protobuf or JSON, optionally gzip."""
 
-    enabled: bool = Field(True, description="Serve OTLP/HTTP.")
+    enabled: bool = Field(default=True, description="Serve OTLP/HTTP.")
     endpoint: Endpoint = Field(
-        "127.0.0.1:4318",
+        default="127.0.0.1:4318",
         description="host:port to listen on; 0.0.0.0:4318 to accept other machines.",
     )
     tls: TLSConfig | None = Field(
-        None, description="Serve HTTPS (and mutual TLS with client_ca_file) when set."
+        default=None, description="Serve HTTPS (and mutual TLS with client_ca_file) when set."
     )
 
 
 class OtlpReceiverConfig(Strict):
     """The OTLP receiver: applications' OpenTelemetry SDKs and collectors send here."""
 
-    enabled: bool = Field(True, description="Run the OTLP receiver.")
+    enabled: bool = Field(default=True, description="Run the OTLP receiver.")
     grpc: GrpcConfig = Field(default_factory=GrpcConfig, description="OTLP/gRPC transport.")
     http: HttpConfig = Field(default_factory=HttpConfig, description="OTLP/HTTP transport.")
     auth: AuthConfig | None = Field(
-        None,
+        default=None,
         description="Require 'Authorization: Bearer <token>' on both transports when set.",
     )
     max_request_bytes: ByteSize = Field(
-        16 * 1024**2,
+        default=16 * 1024**2,
         gt=0,
         description="Largest request accepted, after gzip decompression. Bigger ones get 400 / "
         "INVALID_ARGUMENT, which exporters do not retry. gRPC's own message limit is set to "

@@ -39,8 +39,13 @@ def grpc_message_limit(max_request_bytes: int) -> int:
 class GrpcReceiver:
     """The OTLP/gRPC server (``receivers.otlp.grpc``)."""
 
-    def __init__(self, config: GrpcConfig, ingests: Sequence[Ingest], auth: TokenCheck,
-                 max_request_bytes: int) -> None:
+    def __init__(
+        self,
+        config: GrpcConfig,
+        ingests: Sequence[Ingest],
+        auth: TokenCheck,
+        max_request_bytes: int,
+    ) -> None:
         self._config = config
         self._ingests = ingests
         self._auth = auth
@@ -51,16 +56,23 @@ class GrpcReceiver:
     async def start(self) -> None:
         """Bind the endpoint and start serving; raise RuntimeError naming the key if bind fails."""
         limit = grpc_message_limit(self._max_request_bytes)
-        server = grpc.aio.server(options=[
-            ("grpc.max_receive_message_length", limit),
-            # grpc sets SO_REUSEPORT by default, so a second keiko would share the port
-            # silently instead of failing to start.
-            ("grpc.so_reuseport", 0),
-        ])
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                # grpc sets SO_REUSEPORT by default, so a second keiko would share the port
+                # silently instead of failing to start.
+                ("grpc.so_reuseport", 0),
+            ]
+        )
         for ingest in self._ingests:
             method = grpc.unary_unary_rpc_method_handler(self._handler(ingest))
-            server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-                ingest.signal.grpc_service, {"Export": method}),))
+            server.add_generic_rpc_handlers(
+                (
+                    grpc.method_handlers_generic_handler(
+                        ingest.signal.grpc_service, {"Export": method}
+                    ),
+                )
+            )
         endpoint = self._config.endpoint
         try:
             if self._config.tls is None:
@@ -69,8 +81,10 @@ class GrpcReceiver:
                 creds = self._config.tls.grpc_credentials()
                 self.port = server.add_secure_port(endpoint, creds)
         except RuntimeError as exc:
-            raise RuntimeError(f"receivers.otlp.grpc.endpoint: cannot listen on {endpoint} "
-                               f"(address in use or not on this machine?): {exc}") from None
+            raise RuntimeError(
+                f"receivers.otlp.grpc.endpoint: cannot listen on {endpoint} "
+                f"(address in use or not on this machine?): {exc}"
+            ) from None
         await server.start()
         self._server = server
 

@@ -33,8 +33,10 @@ def parse_content_type(value: bytes | None) -> Encoding:
     if media == JSON:
         return Encoding.JSON
     shown = media.decode("latin-1")[:100] or "none"
-    raise UnsupportedMediaType(f"unsupported Content-Type {shown!r}: OTLP/HTTP takes "
-                               "application/x-protobuf or application/json")
+    raise UnsupportedMediaType(
+        f"unsupported Content-Type {shown!r}: OTLP/HTTP takes "
+        "application/x-protobuf or application/json"
+    )
 
 
 def parse_content_encoding(value: bytes | None) -> bool:
@@ -44,8 +46,9 @@ def parse_content_encoding(value: bytes | None) -> bool:
         return False
     if coding == b"gzip":
         return True
-    raise UnsupportedMediaType(f"unsupported Content-Encoding {coding.decode('latin-1')[:100]!r}: "
-                               "use gzip or none")
+    raise UnsupportedMediaType(
+        f"unsupported Content-Encoding {coding.decode('latin-1')[:100]!r}: use gzip or none"
+    )
 
 
 class BodyReader:

@@ -64,11 +64,17 @@ class OtlpHttpApp:
         ingest = self._routes.get(scope["path"])
         if ingest is None:
             paths = ", ".join(sorted(self._routes))
-            await send_error(send, NotFound(f"no OTLP endpoint at {scope['path']!r}; "
-                                            f"POST to one of {paths}"), Encoding.JSON)
+            await send_error(
+                send,
+                NotFound(f"no OTLP endpoint at {scope['path']!r}; POST to one of {paths}"),
+                Encoding.JSON,
+            )
         elif scope["method"] != "POST":
-            await send_error(send, MethodNotAllowed(f"{scope['method']} is not allowed on "
-                                                    f"{scope['path']}; use POST"), Encoding.JSON)
+            await send_error(
+                send,
+                MethodNotAllowed(f"{scope['method']} is not allowed on {scope['path']}; use POST"),
+                Encoding.JSON,
+            )
         else:
             await self._export(ingest, scope, receive, send)
 
@@ -138,8 +144,9 @@ async def _send_ok(send: Send, ingest: Ingest, count: Count, encoding: Encoding)
     await _respond(send, 200, encoding, body)
 
 
-async def send_error(send: Send, error: KeikoError, encoding: Encoding, close: bool = False
-                     ) -> None:
+async def send_error(
+    send: Send, error: KeikoError, encoding: Encoding, close: bool = False
+) -> None:
     """Answer ``error`` with its status and a google.rpc.Status body in ``encoding``."""
     status = rpc_status(error)
     body = status.SerializeToString() if encoding is Encoding.PROTOBUF else _json_body(status)
@@ -160,8 +167,13 @@ def _json_body(message: Message) -> bytes:
     return json.dumps(proto_to_json(message), separators=(",", ":")).encode()
 
 
-async def _respond(send: Send, status: int, encoding: Encoding, body: bytes,
-                   extra: list[tuple[bytes, bytes]] | None = None) -> None:
+async def _respond(
+    send: Send,
+    status: int,
+    encoding: Encoding,
+    body: bytes,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
     headers = [(b"content-type", encoding.value), (b"content-length", str(len(body)).encode())]
     if extra:
         headers += extra
@@ -177,8 +189,13 @@ class HttpReceiver:
     (which also makes a bind error surface in :meth:`start` with the config key).
     """
 
-    def __init__(self, config: HttpConfig, ingests: Sequence[Ingest], auth: TokenCheck,
-                 max_request_bytes: int) -> None:
+    def __init__(
+        self,
+        config: HttpConfig,
+        ingests: Sequence[Ingest],
+        auth: TokenCheck,
+        max_request_bytes: int,
+    ) -> None:
         self._config = config
         self._app = OtlpHttpApp(ingests, auth, max_request_bytes)
         self._server: uvicorn.Server | None = None
@@ -190,8 +207,14 @@ class HttpReceiver:
         """Bind the endpoint and start serving; raise RuntimeError naming the key if bind fails."""
         sock = bind_socket(self._config.endpoint, "receivers.otlp.http.endpoint")
         config = uvicorn.Config(
-            self._app, lifespan="off", access_log=False, http="httptools", ws="none",
-            log_config=None, server_header=False, proxy_headers=False,
+            self._app,
+            lifespan="off",
+            access_log=False,
+            http="httptools",
+            ws="none",
+            log_config=None,
+            server_header=False,
+            proxy_headers=False,
             timeout_keep_alive=int(KEEP_ALIVE_SECONDS),
         )
         config.load()
@@ -220,8 +243,9 @@ class HttpReceiver:
         server.config.timeout_graceful_shutdown = max(0, int(deadline - time.monotonic()))
         sockets = [self._socket] if self._socket else None
         try:
-            await asyncio.wait_for(server.shutdown(sockets=sockets),
-                                   timeout=max(0.1, deadline - time.monotonic()))
+            await asyncio.wait_for(
+                server.shutdown(sockets=sockets), timeout=max(0.1, deadline - time.monotonic())
+            )
         except TimeoutError:
             server.force_exit = True
 

@@ -29,8 +29,9 @@ PARTIAL = "partial"  # outcome of a request stored with some items rejected
 class Ingest:
     """Receives the export requests of one signal."""
 
-    def __init__(self, signal: Signal, store: Store, telemetry: Telemetry,
-                 max_request_bytes: int) -> None:
+    def __init__(
+        self, signal: Signal, store: Store, telemetry: Telemetry, max_request_bytes: int
+    ) -> None:
         self.signal = signal
         self.max_request_bytes = max_request_bytes
         self.closing = False  # set on shutdown: new requests get a retryable UNAVAILABLE
@@ -51,8 +52,10 @@ class Ingest:
         except DecodeError as exc:
             # upb says "Error parsing message with type '<name>': <why>"; keep the why
             why = str(exc).rpartition("': ")[2] or str(exc)
-            raise InvalidInput(f"malformed OTLP {self.signal.name} request: not a valid protobuf "
-                               f"{self.signal.request.DESCRIPTOR.name} ({why})") from None
+            raise InvalidInput(
+                f"malformed OTLP {self.signal.name} request: not a valid protobuf "
+                f"{self.signal.request.DESCRIPTOR.name} ({why})"
+            ) from None
         return self.signal.count(request)
 
     async def store(self, body: bytes, count: Count) -> None:
@@ -79,8 +82,14 @@ class Ingest:
             return self.signal.partial(count).SerializeToString()
         return self._empty_response
 
-    def account(self, transport: str, started: float, nbytes: int, count: Count | None,
-                error: KeikoError | str | None = None) -> None:
+    def account(
+        self,
+        transport: str,
+        started: float,
+        nbytes: int,
+        count: Count | None,
+        error: KeikoError | str | None = None,
+    ) -> None:
         """Count one request in telemetry.
 
         ``error`` is the error it was answered with, or a reason string for requests that
@@ -90,8 +99,9 @@ class Ingest:
         items = count.items if count else 0
         if error is None:
             assert count is not None
-            outcome = Outcome(items, items - count.rejected,
-                              PARTIAL if count.rejected else "ok", nbytes)
+            outcome = Outcome(
+                items, items - count.rejected, PARTIAL if count.rejected else "ok", nbytes
+            )
         else:
             reason = error if isinstance(error, str) else error.reason
             outcome = Outcome(items, 0, reason, nbytes)
@@ -103,16 +113,19 @@ def internal_error(transport: str, signal: str) -> KeikoError:
 
     The message sent to the client stays generic: tracebacks are for the operator's log.
     """
-    log.exception("unexpected error in the OTLP %s receiver (%s); answering INTERNAL / 500",
-                  transport, signal)
+    log.exception(
+        "unexpected error in the OTLP %s receiver (%s); answering INTERNAL / 500", transport, signal
+    )
     return KeikoError("internal error in keiko's OTLP receiver; see keiko's log")
 
 
 def too_large(limit: int, size: int | None = None, what: str = "request body") -> TooLarge:
     """The error for a body over ``limit`` bytes (``size`` when it is known)."""
     of = f" of {size} bytes" if size is not None else ""
-    return TooLarge(f"{what}{of} is over the limit of {limit} bytes "
-                    "(receivers.otlp.max_request_bytes); send smaller batches")
+    return TooLarge(
+        f"{what}{of} is over the limit of {limit} bytes "
+        "(receivers.otlp.max_request_bytes); send smaller batches"
+    )
 
 
 def now() -> float:

@@ -82,39 +82,68 @@ def count_data_points(request: ExportMetricsServiceRequest) -> Count:
     if not empty:
         return Count(points)
     names = ", ".join(repr(n) for n in empty[:5]) + (" ..." if len(empty) > 5 else "")
-    message = (f"{len(empty)} metric(s) without data (no gauge, sum, histogram, "
-               f"exponential_histogram or summary): {names}")
+    message = (
+        f"{len(empty)} metric(s) without data (no gauge, sum, histogram, "
+        f"exponential_histogram or summary): {names}"
+    )
     return Count(points + len(empty), rejected=len(empty), error_message=message)
 
 
 def _partial_metrics(count: Count) -> Message:
-    return ExportMetricsServiceResponse(partial_success=ExportMetricsPartialSuccess(
-        rejected_data_points=count.rejected, error_message=count.error_message))
+    return ExportMetricsServiceResponse(
+        partial_success=ExportMetricsPartialSuccess(
+            rejected_data_points=count.rejected, error_message=count.error_message
+        )
+    )
 
 
 def _partial_logs(count: Count) -> Message:
-    return ExportLogsServiceResponse(partial_success=ExportLogsPartialSuccess(
-        rejected_log_records=count.rejected, error_message=count.error_message))
+    return ExportLogsServiceResponse(
+        partial_success=ExportLogsPartialSuccess(
+            rejected_log_records=count.rejected, error_message=count.error_message
+        )
+    )
 
 
 def _partial_traces(count: Count) -> Message:
-    return ExportTraceServiceResponse(partial_success=ExportTracePartialSuccess(
-        rejected_spans=count.rejected, error_message=count.error_message))
+    return ExportTraceServiceResponse(
+        partial_success=ExportTracePartialSuccess(
+            rejected_spans=count.rejected, error_message=count.error_message
+        )
+    )
 
 
 TRACES = Signal(
-    "traces", Stream.TRACES, Kind.OTLP_TRACES, ExportTraceServiceRequest,
-    ExportTraceServiceResponse, count_spans,
-    _partial_traces, "opentelemetry.proto.collector.trace.v1.TraceService", "/v1/traces",
+    "traces",
+    Stream.TRACES,
+    Kind.OTLP_TRACES,
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+    count_spans,
+    _partial_traces,
+    "opentelemetry.proto.collector.trace.v1.TraceService",
+    "/v1/traces",
 )
 METRICS = Signal(
-    "metrics", Stream.METRICS, Kind.OTLP_METRICS, ExportMetricsServiceRequest,
-    ExportMetricsServiceResponse, count_data_points,
-    _partial_metrics, "opentelemetry.proto.collector.metrics.v1.MetricsService", "/v1/metrics",
+    "metrics",
+    Stream.METRICS,
+    Kind.OTLP_METRICS,
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+    count_data_points,
+    _partial_metrics,
+    "opentelemetry.proto.collector.metrics.v1.MetricsService",
+    "/v1/metrics",
 )
 LOGS = Signal(
-    "logs", Stream.LOGS, Kind.OTLP_LOGS, ExportLogsServiceRequest,
-    ExportLogsServiceResponse, count_log_records,
-    _partial_logs, "opentelemetry.proto.collector.logs.v1.LogsService", "/v1/logs",
+    "logs",
+    Stream.LOGS,
+    Kind.OTLP_LOGS,
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+    count_log_records,
+    _partial_logs,
+    "opentelemetry.proto.collector.logs.v1.LogsService",
+    "/v1/logs",
 )
 SIGNALS = (TRACES, METRICS, LOGS)

@@ -48,9 +48,17 @@ _GRPC = {"traces": GrpcSpans, "metrics": GrpcMetrics, "logs": GrpcLogs}
 _HTTP = {"traces": HttpSpans, "metrics": HttpMetrics, "logs": HttpLogs}
 
 
-def exporter(rx: Running, transport: Transport, signal: Signal, *, certs: Certs | None = None,
-             client_cert: bool = True, token: str | None = None, gzip: bool = False,
-             timeout: float = 10) -> Any:
+def exporter(
+    rx: Running,
+    transport: Transport,
+    signal: Signal,
+    *,
+    certs: Certs | None = None,
+    client_cert: bool = True,
+    token: str | None = None,
+    gzip: bool = False,
+    timeout: float = 10,
+) -> Any:
     """The SDK's OTLP exporter for ``signal`` pointed at ``rx`` (TLS when ``certs`` given)."""
     headers = {"authorization": f"Bearer {token}"} if token else None
     if transport == "grpc":
@@ -62,10 +70,12 @@ def exporter(rx: Running, transport: Transport, signal: Signal, *, certs: Certs 
         creds = grpc.ssl_channel_credentials(
             root_certificates=certs.read("ca"),
             private_key=certs.read("client_key") if client_cert else None,
-            certificate_chain=certs.read("client_cert") if client_cert else None)
+            certificate_chain=certs.read("client_cert") if client_cert else None,
+        )
         port = rx.grpc_target.rsplit(":", 1)[1]
-        return _GRPC[signal](endpoint=f"localhost:{port}", insecure=False, credentials=creds,
-                             **kwargs)
+        return _GRPC[signal](
+            endpoint=f"localhost:{port}", insecure=False, credentials=creds, **kwargs
+        )
     path = f"/v1/{signal}"
     kwargs = {"headers": headers, "timeout": timeout}
     if gzip:
@@ -75,8 +85,9 @@ def exporter(rx: Running, transport: Transport, signal: Signal, *, certs: Certs 
     if client_cert:
         kwargs["client_key_file"] = str(certs.client_key)
         kwargs["client_certificate_file"] = str(certs.client_cert)
-    return _HTTP[signal](endpoint=rx.http_url(path, "https", "localhost"),
-                         certificate_file=str(certs.ca), **kwargs)
+    return _HTTP[signal](
+        endpoint=rx.http_url(path, "https", "localhost"), certificate_file=str(certs.ca), **kwargs
+    )
 
 
 def make_spans() -> Sequence[ReadableSpan]:
@@ -86,10 +97,17 @@ def make_spans() -> Sequence[ReadableSpan]:
     provider.add_span_processor(SimpleSpanProcessor(memory))
     tracer = provider.get_tracer("tests.collectors")
     server_attrs = {"http.request.method": "GET", "http.response.status_code": 200}
-    db_attrs = {"db.system": "postgresql", "db.rows": 3, "cache.hit_ratio": 0.25,
-                "retry": False, "tags": ("a", "b")}
-    with (tracer.start_as_current_span("GET /cart", kind=SpanKind.SERVER, attributes=server_attrs),
-          tracer.start_as_current_span("SELECT carts", kind=SpanKind.CLIENT, attributes=db_attrs)):
+    db_attrs = {
+        "db.system": "postgresql",
+        "db.rows": 3,
+        "cache.hit_ratio": 0.25,
+        "retry": False,
+        "tags": ("a", "b"),
+    }
+    with (
+        tracer.start_as_current_span("GET /cart", kind=SpanKind.SERVER, attributes=server_attrs),
+        tracer.start_as_current_span("SELECT carts", kind=SpanKind.CLIENT, attributes=db_attrs),
+    ):
         pass
     provider.shutdown()
     return memory.get_finished_spans()
@@ -118,11 +136,18 @@ def make_logs() -> Sequence[ReadableLogRecord]:
     provider.add_log_record_processor(SimpleLogRecordProcessor(memory))
     logger = provider.get_logger("tests.collectors")
     span = NonRecordingSpan(SpanContext(LOG_TRACE_ID, LOG_SPAN_ID, False, TraceFlags(1)))
-    logger.emit(body="payment declined", severity_number=SeverityNumber.WARN,
-                severity_text="WARN", attributes={"order.id": "o-17", "amount": 12.5},
-                context=set_span_in_context(span))
-    logger.emit(body="payment retried", severity_number=SeverityNumber.INFO,
-                attributes={"order.id": "o-17", "attempt": 2})
+    logger.emit(
+        body="payment declined",
+        severity_number=SeverityNumber.WARN,
+        severity_text="WARN",
+        attributes={"order.id": "o-17", "amount": 12.5},
+        context=set_span_in_context(span),
+    )
+    logger.emit(
+        body="payment retried",
+        severity_number=SeverityNumber.INFO,
+        attributes={"order.id": "o-17", "attempt": 2},
+    )
     provider.shutdown()
     return memory.get_finished_logs()
 
@@ -145,11 +170,19 @@ def attrs(key_values: Sequence[KeyValue]) -> dict[str, Any]:
     return {kv.key: value(kv.value) for kv in key_values}
 
 
-async def raw_grpc(target: str, signal: Signal, body: bytes, metadata: Any = None,
-                   credentials: grpc.ChannelCredentials | None = None) -> bytes:
+async def raw_grpc(
+    target: str,
+    signal: Signal,
+    body: bytes,
+    metadata: Any = None,
+    credentials: grpc.ChannelCredentials | None = None,
+) -> bytes:
     """Call Export with raw request bytes (no client-side protobuf work) on the running loop."""
-    services = {"traces": "trace.v1.TraceService", "metrics": "metrics.v1.MetricsService",
-                "logs": "logs.v1.LogsService"}
+    services = {
+        "traces": "trace.v1.TraceService",
+        "metrics": "metrics.v1.MetricsService",
+        "logs": "logs.v1.LogsService",
+    }
     method = f"/opentelemetry.proto.collector.{services[signal]}/Export"
     if credentials is None:
         channel = grpc.aio.insecure_channel(target)

@@ -57,8 +57,9 @@ class Running:
         assert self.component.grpc is not None
         return f"127.0.0.1:{self.component.grpc.port}"
 
-    def http_url(self, path: str = "/v1/traces", scheme: str = "http",
-                 host: str = "127.0.0.1") -> str:
+    def http_url(
+        self, path: str = "/v1/traces", scheme: str = "http", host: str = "127.0.0.1"
+    ) -> str:
         assert self.component.http is not None
         return f"{scheme}://{host}:{self.component.http.port}{path}"
 
@@ -89,8 +90,9 @@ def store_config(path: Path, **overrides: Any) -> StoreConfig:
 
 
 @asynccontextmanager
-async def running(tmp_path: Path, store: dict[str, Any] | None = None,
-                  wrap: Any = None, **overrides: Any) -> AsyncIterator[Running]:
+async def running(
+    tmp_path: Path, store: dict[str, Any] | None = None, wrap: Any = None, **overrides: Any
+) -> AsyncIterator[Running]:
     """Start a store under ``tmp_path`` and the OTLP receiver on it; stop both afterwards.
 
     ``wrap``, if given, is applied to the started store (to inject failures).

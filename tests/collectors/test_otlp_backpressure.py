@@ -39,16 +39,18 @@ def lift_bound(rx: Running, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("transport", ["grpc", "http"])
-def test_exporter_retries_until_the_store_has_room(tmp_path: Path, transport: Transport,
-                                                   caplog: pytest.LogCaptureFixture) -> None:
+def test_exporter_retries_until_the_store_has_room(
+    tmp_path: Path, transport: Transport, caplog: pytest.LogCaptureFixture
+) -> None:
     async def scenario() -> None:
         async with running(tmp_path, store=TINY) as rx:
             await rx.store.consumer("traces", "slow")  # a group that reads nothing: backlog
             exp = exporter(rx, transport, "traces", timeout=30)
             sending = asyncio.create_task(asyncio.to_thread(exp.export, make_spans()))
             labels = {"component": "otlp", "signal": "traces", "transport": transport}
-            await wait_for(lambda: rx.metric("keiko_refused_items_total", **labels,
-                                              reason="backpressure") > 0)
+            await wait_for(
+                lambda: rx.metric("keiko_refused_items_total", **labels, reason="backpressure") > 0
+            )
             assert await rx.records("traces") == []
             lift_bound(rx, tmp_path)
             assert (await asyncio.wait_for(sending, 30)).name == "SUCCESS"
@@ -95,8 +97,9 @@ def test_http_retryable_answer_carries_retry_after(tmp_path: Path) -> None:
             assert reply.headers["retry-after"] == "1"
             status = Status.FromString(reply.content)
             assert "max_backlog_bytes" in status.message and status.details
-            reply = await client.post(rx.http_url(), content=b"{}",
-                                      headers={"content-type": "application/json"})
+            reply = await client.post(
+                rx.http_url(), content=b"{}", headers={"content-type": "application/json"}
+            )
             assert reply.status_code == 200  # nothing to store, so nothing to refuse
 
     run(scenario())
@@ -133,8 +136,9 @@ class FailingOnce:
 
 
 @pytest.mark.parametrize("transport", ["grpc", "http"])
-def test_unexpected_error_is_internal_and_logged_once(tmp_path: Path, transport: Transport,
-                                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_unexpected_error_is_internal_and_logged_once(
+    tmp_path: Path, transport: Transport, caplog: pytest.LogCaptureFixture
+) -> None:
     async def scenario() -> None:
         async with running(tmp_path, wrap=FailingOnce) as rx, httpx.AsyncClient() as client:
             if transport == "grpc":
@@ -150,8 +154,16 @@ def test_unexpected_error_is_internal_and_logged_once(tmp_path: Path, transport:
                 reply = await client.post(rx.http_url(), content=GOOD, headers=PROTOBUF)
                 assert reply.status_code == 200
             assert len(await rx.records("traces")) == 1
-            assert rx.metric("keiko_requests_total", component="otlp", signal="traces",
-                             transport=transport, outcome="internal") == 1
+            assert (
+                rx.metric(
+                    "keiko_requests_total",
+                    component="otlp",
+                    signal="traces",
+                    transport=transport,
+                    outcome="internal",
+                )
+                == 1
+            )
 
     with caplog.at_level(logging.ERROR, logger="collectors"):
         run(scenario())

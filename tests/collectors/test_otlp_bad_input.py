@@ -38,32 +38,63 @@ def mangled_json() -> bytes:
 
 def chunks(body: bytes, size: int = 16 * 1024):  # type: ignore[no-untyped-def]
     """A generator body: httpx sends it chunked, without Content-Length."""
+
     async def gen():  # type: ignore[no-untyped-def]
         for i in range(0, len(body), size):
-            yield body[i:i + size]
+            yield body[i : i + size]
+
     return gen()
 
 
 # name -> (headers, body, expected status, expected reason label, words in the message)
 HTTP_CASES = {
     "malformed protobuf": (PROTOBUF, b"\x0a\xff\xff\xff\xff\x0f", 400, "invalid", "protobuf"),
-    "wrong content type": ({"content-type": "text/plain"}, GOOD, 415, "unsupported_media_type",
-                           "Content-Type"),
+    "wrong content type": (
+        {"content-type": "text/plain"},
+        GOOD,
+        415,
+        "unsupported_media_type",
+        "Content-Type",
+    ),
     "no content type": ({}, GOOD, 415, "unsupported_media_type", "Content-Type"),
-    "unknown encoding": ({**PROTOBUF, "content-encoding": "br"}, GOOD, 415,
-                         "unsupported_media_type", "Content-Encoding"),
-    "truncated gzip": ({**PROTOBUF, "content-encoding": "gzip"}, gzip.compress(GOOD)[:-12],
-                       400, "invalid", "truncated gzip"),
-    "corrupt gzip": ({**PROTOBUF, "content-encoding": "gzip"}, b"\x1f\x8b" + b"x" * 50, 400,
-                     "invalid", "gzip"),
-    "gzip bomb": ({**PROTOBUF, "content-encoding": "gzip"}, BOMB, 400, "too_large",
-                  "max_request_bytes"),
-    "body over the limit": (PROTOBUF, b"\x00" * (LIMIT + 1), 400, "too_large",
-                            "max_request_bytes"),
+    "unknown encoding": (
+        {**PROTOBUF, "content-encoding": "br"},
+        GOOD,
+        415,
+        "unsupported_media_type",
+        "Content-Encoding",
+    ),
+    "truncated gzip": (
+        {**PROTOBUF, "content-encoding": "gzip"},
+        gzip.compress(GOOD)[:-12],
+        400,
+        "invalid",
+        "truncated gzip",
+    ),
+    "corrupt gzip": (
+        {**PROTOBUF, "content-encoding": "gzip"},
+        b"\x1f\x8b" + b"x" * 50,
+        400,
+        "invalid",
+        "gzip",
+    ),
+    "gzip bomb": (
+        {**PROTOBUF, "content-encoding": "gzip"},
+        BOMB,
+        400,
+        "too_large",
+        "max_request_bytes",
+    ),
+    "body over the limit": (PROTOBUF, b"\x00" * (LIMIT + 1), 400, "too_large", "max_request_bytes"),
     "invalid json": (JSON, b'{"resourceSpans": [', 400, "invalid", "invalid JSON"),
     "wrongly typed json": (JSON, mangled_json(), 400, "invalid", "name"),
-    "json id not hex": (JSON, GOOD_JSON.replace(b'"traceId": "', b'"traceId": "zz', 1), 400,
-                        "invalid", "hex"),
+    "json id not hex": (
+        JSON,
+        GOOD_JSON.replace(b'"traceId": "', b'"traceId": "zz', 1),
+        400,
+        "invalid",
+        "hex",
+    ),
     "json not an object": (JSON, b"[1, 2]", 400, "invalid", "object"),
 }
 
@@ -81,8 +112,7 @@ def test_http_bad_input(tmp_path: Path, case: str) -> None:
     headers, body, status, reason, words = HTTP_CASES[case]
 
     async def scenario() -> None:
-        async with running(tmp_path, max_request_bytes=LIMIT) as rx, \
-                httpx.AsyncClient() as client:
+        async with running(tmp_path, max_request_bytes=LIMIT) as rx, httpx.AsyncClient() as client:
             reply = await client.post(rx.http_url(), content=body, headers=headers)
             assert reply.status_code == status, reply.content
             if headers.get("content-type") == PROTOBUF["content-type"]:
@@ -94,8 +124,16 @@ def test_http_bad_input(tmp_path: Path, case: str) -> None:
             assert words in message
             assert "connection" not in reply.headers  # the connection stays usable
             assert await rx.records("traces") == []
-            assert rx.metric("keiko_requests_total", component="otlp", signal="traces",
-                             transport="http", outcome=reason) == 1
+            assert (
+                rx.metric(
+                    "keiko_requests_total",
+                    component="otlp",
+                    signal="traces",
+                    transport="http",
+                    outcome=reason,
+                )
+                == 1
+            )
             await good_request_still_works(rx, client)
 
     run(scenario())
@@ -104,15 +142,23 @@ def test_http_bad_input(tmp_path: Path, case: str) -> None:
 def test_http_body_over_the_limit_without_content_length(tmp_path: Path) -> None:
     """A chunked body is refused once it passes the limit; a little more is drained so that
     the client reads the answer and the connection stays usable."""
+
     async def scenario() -> None:
-        async with running(tmp_path, max_request_bytes=LIMIT) as rx, \
-                httpx.AsyncClient() as client:
+        async with running(tmp_path, max_request_bytes=LIMIT) as rx, httpx.AsyncClient() as client:
             body = chunks(b"\x00" * (LIMIT * 3 // 2))
             reply = await client.post(rx.http_url(), content=body, headers=PROTOBUF)
             assert reply.status_code == 400 and "connection" not in reply.headers
             assert "max_request_bytes" in Status.FromString(reply.content).message
-            assert rx.metric("keiko_requests_total", component="otlp", signal="traces",
-                             transport="http", outcome="too_large") == 1
+            assert (
+                rx.metric(
+                    "keiko_requests_total",
+                    component="otlp",
+                    signal="traces",
+                    transport="http",
+                    outcome="too_large",
+                )
+                == 1
+            )
             await good_request_still_works(rx, client)
 
     run(scenario())
@@ -130,8 +176,16 @@ def test_sdk_exporter_far_over_the_limit_gets_a_final_400(tmp_path: Path) -> Non
             result = await asyncio.to_thread(exp.export, make_spans() * 2000)
             await asyncio.to_thread(exp.shutdown)
             assert result == SpanExportResult.FAILURE
-            assert rx.metric("keiko_requests_total", component="otlp", signal="traces",
-                             transport="http", outcome="too_large") == 1  # not retried
+            assert (
+                rx.metric(
+                    "keiko_requests_total",
+                    component="otlp",
+                    signal="traces",
+                    transport="http",
+                    outcome="too_large",
+                )
+                == 1
+            )  # not retried
             async with httpx.AsyncClient() as client:
                 await good_request_still_works(rx, client)
 
@@ -141,8 +195,11 @@ def test_sdk_exporter_far_over_the_limit_gets_a_final_400(tmp_path: Path) -> Non
 def test_http_gzip_and_json_together(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with running(tmp_path) as rx, httpx.AsyncClient() as client:
-            reply = await client.post(rx.http_url(), content=gzip.compress(GOOD_JSON),
-                                      headers={**JSON, "content-encoding": "gzip"})
+            reply = await client.post(
+                rx.http_url(),
+                content=gzip.compress(GOOD_JSON),
+                headers={**JSON, "content-encoding": "gzip"},
+            )
             assert reply.status_code == 200 and reply.json() == {}
             (record,) = await rx.records("traces")
             assert record.payload == GOOD
@@ -150,15 +207,20 @@ def test_http_gzip_and_json_together(tmp_path: Path) -> None:
     run(scenario())
 
 
-@pytest.mark.parametrize(("method", "path", "status"), [
-    ("GET", "/v1/traces", 405), ("PUT", "/v1/logs", 405), ("POST", "/v1/spans", 404),
-    ("POST", "/", 404), ("GET", "/metrics", 404),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/v1/traces", 405),
+        ("PUT", "/v1/logs", 405),
+        ("POST", "/v1/spans", 404),
+        ("POST", "/", 404),
+        ("GET", "/metrics", 404),
+    ],
+)
 def test_http_wrong_method_or_path(tmp_path: Path, method: str, path: str, status: int) -> None:
     async def scenario() -> None:
         async with running(tmp_path) as rx, httpx.AsyncClient() as client:
-            reply = await client.request(method, rx.http_url(path), content=GOOD,
-                                         headers=PROTOBUF)
+            reply = await client.request(method, rx.http_url(path), content=GOOD, headers=PROTOBUF)
             assert reply.status_code == status
             assert reply.json()["message"]
             if status == 405:
@@ -168,12 +230,15 @@ def test_http_wrong_method_or_path(tmp_path: Path, method: str, path: str, statu
     run(scenario())
 
 
-@pytest.mark.parametrize(("body", "words"), [
-    (b"\x0a\xff\xff\xff\xff\x0f", "protobuf"),
-    (b"\x0a\x05\x12\x03\x0a\x01", "protobuf"),  # truncated nested message
-    (b"\x00" * (LIMIT + 1), "max_request_bytes"),
-    (b"\x00" * (3 * LIMIT), "max_request_bytes"),  # far over ours, under grpc core's own limit
-])
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b"\x0a\xff\xff\xff\xff\x0f", "protobuf"),
+        (b"\x0a\x05\x12\x03\x0a\x01", "protobuf"),  # truncated nested message
+        (b"\x00" * (LIMIT + 1), "max_request_bytes"),
+        (b"\x00" * (3 * LIMIT), "max_request_bytes"),  # far over ours, under grpc core's own limit
+    ],
+)
 def test_grpc_bad_input(tmp_path: Path, body: bytes, words: str) -> None:
     async def scenario() -> None:
         async with running(tmp_path, max_request_bytes=LIMIT) as rx:
@@ -184,8 +249,16 @@ def test_grpc_bad_input(tmp_path: Path, body: bytes, words: str) -> None:
             assert words in (err.value.details() or "")
             assert await rx.records("traces") == []
             reason = "too_large" if words == "max_request_bytes" else "invalid"
-            assert rx.metric("keiko_requests_total", component="otlp", signal="traces",
-                             transport="grpc", outcome=reason) == 1
+            assert (
+                rx.metric(
+                    "keiko_requests_total",
+                    component="otlp",
+                    signal="traces",
+                    transport="grpc",
+                    outcome=reason,
+                )
+                == 1
+            )
             async with httpx.AsyncClient() as client:
                 await good_request_still_works(rx, client)
 

@@ -44,14 +44,19 @@ def test_config_defaults_and_units() -> None:
     assert grpc_message_limit(16 * 1024**2) == 33 * 1024**2
 
 
-@pytest.mark.parametrize(("raw", "words"), [
-    ({"grpc": {"endpont": "0.0.0.0:4317"}}, "receivers.otlp.grpc.endpont: unknown key"),
-    ({"http": {"endpoint": "4318"}}, "receivers.otlp.http.endpoint"),
-    ({"max_request_bytes": "lots"}, "receivers.otlp.max_request_bytes"),
-    ({"max_request_bytes": 0}, "receivers.otlp.max_request_bytes"),
-    ({"grpc": {"tls": {"cert_file": "/nope.pem", "key_file": "/nope.pem"}}},
-     "receivers.otlp.grpc.tls"),
-])
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        ({"grpc": {"endpont": "0.0.0.0:4317"}}, "receivers.otlp.grpc.endpont: unknown key"),
+        ({"http": {"endpoint": "4318"}}, "receivers.otlp.http.endpoint"),
+        ({"max_request_bytes": "lots"}, "receivers.otlp.max_request_bytes"),
+        ({"max_request_bytes": 0}, "receivers.otlp.max_request_bytes"),
+        (
+            {"grpc": {"tls": {"cert_file": "/nope.pem", "key_file": "/nope.pem"}}},
+            "receivers.otlp.grpc.tls",
+        ),
+    ],
+)
 def test_bad_config_names_the_key(raw: dict[str, object], words: str) -> None:
     with pytest.raises(ConfigError) as err:
         validate({"receivers": {"otlp": raw}})
@@ -110,8 +115,9 @@ def metrics_request(with_empty: bool) -> bytes:
 
 
 @pytest.mark.parametrize("transport", ["grpc", "http"])
-def test_shutdown_lets_inflight_requests_finish_then_refuses(tmp_path: Path,
-                                                             transport: str) -> None:
+def test_shutdown_lets_inflight_requests_finish_then_refuses(
+    tmp_path: Path, transport: str
+) -> None:
     slow: list[SlowStore] = []
 
     def wrap(store: Store) -> SlowStore:
@@ -124,8 +130,9 @@ def test_shutdown_lets_inflight_requests_finish_then_refuses(tmp_path: Path,
             if transport == "grpc":
                 sending = asyncio.create_task(raw_grpc(rx.grpc_target, "metrics", body))
             else:
-                sending = asyncio.create_task(client.post(rx.http_url("/v1/metrics"),
-                                                          content=body, headers=PROTOBUF))
+                sending = asyncio.create_task(
+                    client.post(rx.http_url("/v1/metrics"), content=body, headers=PROTOBUF)
+                )
             await asyncio.wait_for(slow[0].started.wait(), 5)
             await rx.component.shutdown(time.monotonic() + 5)
             reply = await sending
@@ -136,8 +143,7 @@ def test_shutdown_lets_inflight_requests_finish_then_refuses(tmp_path: Path,
                 if transport == "grpc":
                     await raw_grpc(rx.grpc_target, "metrics", body)
                 else:
-                    await client.post(rx.http_url("/v1/metrics"), content=body,
-                                      headers=PROTOBUF)
+                    await client.post(rx.http_url("/v1/metrics"), content=body, headers=PROTOBUF)
 
     run(scenario())
 
@@ -147,7 +153,8 @@ def test_metric_without_data_is_a_partial_success(tmp_path: Path) -> None:
         async with running(tmp_path) as rx, httpx.AsyncClient() as client:
             body = metrics_request(with_empty=True)
             reply = ExportMetricsServiceResponse.FromString(
-                await raw_grpc(rx.grpc_target, "metrics", body))
+                await raw_grpc(rx.grpc_target, "metrics", body)
+            )
             assert reply.partial_success.rejected_data_points == 1
             assert "no_data_here" in reply.partial_success.error_message
             http = await client.post(rx.http_url("/v1/metrics"), content=body, headers=PROTOBUF)
@@ -163,13 +170,18 @@ def test_metric_without_data_is_a_partial_success(tmp_path: Path) -> None:
 
 
 def test_partial_success_in_json(tmp_path: Path) -> None:
-    body = ('{"resourceMetrics": [{"scopeMetrics": [{"metrics": [{"name": "empty"}, '
-            '{"name": "up", "gauge": {"dataPoints": [{"asInt": "1"}]}}]}]}]}')
+    body = (
+        '{"resourceMetrics": [{"scopeMetrics": [{"metrics": [{"name": "empty"}, '
+        '{"name": "up", "gauge": {"dataPoints": [{"asInt": "1"}]}}]}]}]}'
+    )
 
     async def scenario() -> None:
         async with running(tmp_path) as rx, httpx.AsyncClient() as client:
-            reply = await client.post(rx.http_url("/v1/metrics"), content=body,
-                                      headers={"content-type": "application/json"})
+            reply = await client.post(
+                rx.http_url("/v1/metrics"),
+                content=body,
+                headers={"content-type": "application/json"},
+            )
             assert reply.status_code == 200
             partial = reply.json()["partialSuccess"]
             assert partial["rejectedDataPoints"] == "1" and "'empty'" in partial["errorMessage"]

@@ -30,8 +30,12 @@ from keiko.security import TokenCheck
 from keiko.store import open_store
 from keiko.telemetry import Telemetry
 
-FUZZ = settings(max_examples=300, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 LIMIT = 256 * 1024
 VALID = {
     TRACES.name: encode_spans(make_spans()),
@@ -54,7 +58,7 @@ def mutated(draw: Any, original: bytes) -> bytes:
         elif op == "insert":
             data[at:at] = draw(st.binary(min_size=1, max_size=8))
         elif op == "delete":
-            del data[at:at + draw(st.integers(1, 16))]
+            del data[at : at + draw(st.integers(1, 16))]
         else:
             del data[at:]
     return bytes(data)
@@ -62,9 +66,11 @@ def mutated(draw: Any, original: bytes) -> bytes:
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=12), children, max_size=4),
-    max_leaves=12)
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=12,
+)
 
 
 @st.composite
@@ -107,8 +113,12 @@ def test_protobuf_decode_fuzz(signal: Signal) -> None:
 @pytest.mark.parametrize("signal", SIGNALS, ids=lambda s: s.name)
 def test_json_decode_fuzz(signal: Signal) -> None:
     @FUZZ
-    @given(st.binary(max_size=512) | mutated(VALID_JSON[signal.name].encode())
-           | mutated_json(VALID_JSON[signal.name]) | JSON_VALUES.map(json.dumps).map(str.encode))
+    @given(
+        st.binary(max_size=512)
+        | mutated(VALID_JSON[signal.name].encode())
+        | mutated_json(VALID_JSON[signal.name])
+        | JSON_VALUES.map(json.dumps).map(str.encode)
+    )
     def check(body: bytes) -> None:
         with contextlib.suppress(InvalidInput):
             signal.request.FromString(json_to_proto(signal.request, body))
@@ -128,11 +138,12 @@ def test_gzip_fuzz() -> None:
     check()
 
 
-async def call_app(app: OtlpHttpApp, path: str, headers: list[tuple[bytes, bytes]],
-                   body: bytes) -> int:
+async def call_app(
+    app: OtlpHttpApp, path: str, headers: list[tuple[bytes, bytes]], body: bytes
+) -> int:
     """One request through the ASGI app (uvicorn's part left out: it is not under test)."""
     sent: list[dict[str, Any]] = []
-    pieces = [body[i:i + 4096] for i in range(0, len(body), 4096)] or [b""]
+    pieces = [body[i : i + 4096] for i in range(0, len(body), 4096)] or [b""]
 
     async def receive() -> dict[str, Any]:
         chunk = pieces.pop(0) if pieces else b""
@@ -153,21 +164,32 @@ def test_http_app_fuzz(tmp_path: Path) -> None:
     store = open_store(store_config(tmp_path / "fuzz"))
     loop.run_until_complete(store.start())
     telemetry = Telemetry()
-    app = OtlpHttpApp([Ingest(s, store, telemetry, LIMIT) for s in SIGNALS], TokenCheck(None),
-                      LIMIT)
+    app = OtlpHttpApp(
+        [Ingest(s, store, telemetry, LIMIT) for s in SIGNALS], TokenCheck(None), LIMIT
+    )
     # mostly supported media types, so that most examples reach the decoders
-    content_types = st.sampled_from([b"application/x-protobuf", b"application/x-protobuf",
-                                     b"application/json", b"application/json; charset=utf-8",
-                                     b"text/plain"])
+    content_types = st.sampled_from(
+        [
+            b"application/x-protobuf",
+            b"application/x-protobuf",
+            b"application/json",
+            b"application/json; charset=utf-8",
+            b"text/plain",
+        ]
+    )
     encodings = st.sampled_from([b"", b"", b"gzip", b"gzip", b"identity", b"deflate"])
 
     @FUZZ
-    @given(path=st.sampled_from([s.http_path for s in SIGNALS]), content_type=content_types,
-           encoding=encodings, body=st.binary(max_size=1024)
-           | mutated(VALID_BYTES["traces"]) | mutated(VALID_JSON["logs"].encode()),
-           zip_it=st.integers(0, 9))
-    def check(path: str, content_type: bytes, encoding: bytes, body: bytes,
-              zip_it: int) -> None:
+    @given(
+        path=st.sampled_from([s.http_path for s in SIGNALS]),
+        content_type=content_types,
+        encoding=encodings,
+        body=st.binary(max_size=1024)
+        | mutated(VALID_BYTES["traces"])
+        | mutated(VALID_JSON["logs"].encode()),
+        zip_it=st.integers(0, 9),
+    )
+    def check(path: str, content_type: bytes, encoding: bytes, body: bytes, zip_it: int) -> None:
         if encoding == b"gzip" and zip_it:  # and once in ten, gzip in name only
             body = gzip.compress(body)
         headers = [(b"content-type", content_type), (b"content-encoding", encoding)]
@@ -176,20 +198,33 @@ def test_http_app_fuzz(tmp_path: Path) -> None:
 
     try:
         check()
-        assert telemetry.registry.get_sample_value(
-            "keiko_requests_total", {"component": "otlp", "signal": "traces",
-                                     "transport": "http", "outcome": "internal"}) is None
+        assert (
+            telemetry.registry.get_sample_value(
+                "keiko_requests_total",
+                {
+                    "component": "otlp",
+                    "signal": "traces",
+                    "transport": "http",
+                    "outcome": "internal",
+                },
+            )
+            is None
+        )
     finally:
         loop.run_until_complete(store.shutdown(time.monotonic() + 5))
         loop.close()
 
 
-JUNK = (b"\x00" * 100, b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
-        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\xff" * 64)
+JUNK = (
+    b"\x00" * 100,
+    b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\xff" * 64,
+)
 
 
 def test_server_survives_garbage_then_serves(tmp_path: Path) -> None:
     """Raw garbage on both sockets (not even HTTP or HTTP/2), then a good request works."""
+
     async def scenario() -> None:
         async with running(tmp_path) as rx:
             for port in (rx.component.grpc.port, rx.component.http.port):  # type: ignore[union-attr]

@@ -45,8 +45,13 @@ async def export(rx: Running, transport: Transport, signal: Signal, **kwargs: An
 
 
 def spans_by_name(requests: list[Message]) -> dict[str, Any]:
-    return {span.name: (rs, span) for req in requests for rs in req.resource_spans
-            for ss in rs.scope_spans for span in ss.spans}
+    return {
+        span.name: (rs, span)
+        for req in requests
+        for rs in req.resource_spans
+        for ss in rs.scope_spans
+        for span in ss.spans
+    }
 
 
 def check_traces(requests: list[Message]) -> None:
@@ -55,18 +60,30 @@ def check_traces(requests: list[Message]) -> None:
     resource, server = found["GET /cart"]
     _, db = found["SELECT carts"]
     assert attrs(resource.resource.attributes)["service.name"] == "checkout"
-    assert attrs(server.attributes) == {"http.request.method": "GET",
-                                        "http.response.status_code": 200}
-    assert attrs(db.attributes) == {"db.system": "postgresql", "db.rows": 3,
-                                    "cache.hit_ratio": 0.25, "retry": False, "tags": ("a", "b")}
+    assert attrs(server.attributes) == {
+        "http.request.method": "GET",
+        "http.response.status_code": 200,
+    }
+    assert attrs(db.attributes) == {
+        "db.system": "postgresql",
+        "db.rows": 3,
+        "cache.hit_ratio": 0.25,
+        "retry": False,
+        "tags": ("a", "b"),
+    }
     assert db.trace_id == server.trace_id and len(db.trace_id) == 16
     assert db.parent_span_id == server.span_id
     assert server.kind == 2 and db.kind == 3  # SERVER, CLIENT
 
 
 def check_metrics(requests: list[Message]) -> None:
-    metrics = {m.name: m for req in requests for rm in req.resource_metrics
-               for sm in rm.scope_metrics for m in sm.metrics}
+    metrics = {
+        m.name: m
+        for req in requests
+        for rm in req.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+    }
     assert set(metrics) == {"orders", "latency_ms", "queue_depth"}
     (orders,) = metrics["orders"].sum.data_points
     assert orders.as_int == 3 and attrs(orders.attributes) == {"region": "eu"}
@@ -79,8 +96,13 @@ def check_metrics(requests: list[Message]) -> None:
 
 
 def check_logs(requests: list[Message]) -> None:
-    records = [lr for req in requests for rl in req.resource_logs for sl in rl.scope_logs
-               for lr in sl.log_records]
+    records = [
+        lr
+        for req in requests
+        for rl in req.resource_logs
+        for sl in rl.scope_logs
+        for lr in sl.log_records
+    ]
     by_body = {value(lr.body): lr for lr in records}
     assert set(by_body) == {"payment declined", "payment retried"}
     declined = by_body["payment declined"]
@@ -98,8 +120,7 @@ KINDS = {"traces": Kind.OTLP_TRACES, "metrics": Kind.OTLP_METRICS, "logs": Kind.
 
 @pytest.mark.parametrize("gzip", [False, True], ids=["plain", "gzip"])
 @pytest.mark.parametrize("transport", ["grpc", "http"])
-def test_sdk_exporters_store_every_signal(tmp_path: Path, transport: Transport,
-                                          gzip: bool) -> None:
+def test_sdk_exporters_store_every_signal(tmp_path: Path, transport: Transport, gzip: bool) -> None:
     async def scenario() -> None:
         async with running(tmp_path) as rx:
             for signal in SIGNALS:
@@ -130,8 +151,11 @@ def test_json_body_is_stored_as_the_same_protobuf(tmp_path: Path) -> None:
             for signal, request in (("traces", spans_request), ("logs", logs_request)):
                 body = json.dumps(proto_to_json(request))
                 assert '"traceId": "' in body  # camelCase keys and hex ids: OTLP/JSON
-                reply = await client.post(rx.http_url(f"/v1/{signal}"), content=body,
-                                          headers={"content-type": "application/json"})
+                reply = await client.post(
+                    rx.http_url(f"/v1/{signal}"),
+                    content=body,
+                    headers={"content-type": "application/json"},
+                )
                 assert reply.status_code == 200
                 assert reply.headers["content-type"] == "application/json"
                 assert reply.json() == {}
@@ -139,18 +163,24 @@ def test_json_body_is_stored_as_the_same_protobuf(tmp_path: Path) -> None:
                 assert stored == request
             check_traces(await rx.requests("traces"))
             check_logs(await rx.requests("logs"))
-            assert rx.metric("keiko_accepted_items_total", component="otlp", signal="logs",
-                             transport="http") == 2
+            assert (
+                rx.metric(
+                    "keiko_accepted_items_total", component="otlp", signal="logs", transport="http"
+                )
+                == 2
+            )
 
     run(scenario())
 
 
 def test_many_batches_from_concurrent_exporters(tmp_path: Path) -> None:
     """Exporters on both transports at once: each batch is one record, none is lost."""
+
     async def scenario() -> None:
         async with running(tmp_path) as rx:
-            results = await asyncio.gather(*(
-                export(rx, transport, "traces") for transport in ("grpc", "http") * 5))
+            results = await asyncio.gather(
+                *(export(rx, transport, "traces") for transport in ("grpc", "http") * 5)
+            )
             assert all(r == SpanExportResult.SUCCESS for r in results)
             records = await rx.records("traces")
             assert len(records) == 10 and sum(r.count for r in records) == 20

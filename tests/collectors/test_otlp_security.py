@@ -39,8 +39,7 @@ def tls(certs: Certs, mutual: bool) -> dict[str, Any]:
     return {"grpc": {"tls": block}, "http": {"tls": block}}
 
 
-async def send(rx: Running, transport: Transport, signal: Signal = "traces",
-               **kwargs: Any) -> str:
+async def send(rx: Running, transport: Transport, signal: Signal = "traces", **kwargs: Any) -> str:
     exp = exporter(rx, transport, signal, **kwargs)
     try:
         result = await asyncio.to_thread(exp.export, make(signal))
@@ -58,8 +57,9 @@ def client_context(certs: Certs, cert: tuple[Path, Path] | None) -> ssl.SSLConte
 
 async def https_post(rx: Running, ctx: ssl.SSLContext) -> int:
     async with httpx.AsyncClient(verify=ctx) as client:
-        reply = await client.post(rx.http_url(scheme="https", host="localhost"), content=GOOD,
-                                  headers=PROTOBUF)
+        reply = await client.post(
+            rx.http_url(scheme="https", host="localhost"), content=GOOD, headers=PROTOBUF
+        )
         return reply.status_code
 
 
@@ -67,13 +67,15 @@ def grpc_credentials(certs: Certs, cert: tuple[Path, Path] | None) -> grpc.Chann
     return grpc.ssl_channel_credentials(
         root_certificates=certs.read("ca"),
         private_key=cert[1].read_bytes() if cert else None,
-        certificate_chain=cert[0].read_bytes() if cert else None)
+        certificate_chain=cert[0].read_bytes() if cert else None,
+    )
 
 
 @pytest.mark.parametrize("mutual", [False, True], ids=["tls", "mtls"])
 @pytest.mark.parametrize("transport", ["grpc", "http"])
-def test_sdk_exporters_over_tls(tmp_path: Path, certs: Certs, transport: Transport,
-                                mutual: bool) -> None:
+def test_sdk_exporters_over_tls(
+    tmp_path: Path, certs: Certs, transport: Transport, mutual: bool
+) -> None:
     async def scenario() -> None:
         async with running(tmp_path, **tls(certs, mutual)) as rx:
             for signal in ("traces", "metrics", "logs"):
@@ -95,13 +97,16 @@ def test_mutual_tls_refuses_clients_without_a_trusted_cert(tmp_path: Path, certs
                 with pytest.raises(grpc.aio.AioRpcError) as err:
                     await raw_grpc(target, "traces", GOOD, credentials=creds)
                 assert err.value.code() == grpc.StatusCode.UNAVAILABLE
-                with pytest.raises((httpx.ConnectError, httpx.ReadError,
-                                    httpx.RemoteProtocolError)):
+                with pytest.raises(
+                    (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError)
+                ):
                     await https_post(rx, client_context(certs, cert))
             assert await rx.records("traces") == []
             # and with the right client cert both work
-            assert await raw_grpc(target, "traces", GOOD,
-                                  credentials=grpc_credentials(certs, good)) == b""
+            assert (
+                await raw_grpc(target, "traces", GOOD, credentials=grpc_credentials(certs, good))
+                == b""
+            )
             assert await https_post(rx, client_context(certs, good)) == 200
             assert len(await rx.records("traces")) == 2
 
@@ -133,21 +138,33 @@ def test_bearer_token(tmp_path: Path, transport: Transport) -> None:
             assert await send(rx, transport, token="wrong") == "FAILURE"
             assert await send(rx, transport) == "FAILURE"
             assert len(await rx.records("traces")) == 1
-            assert rx.metric("keiko_requests_total", component="otlp", signal="traces",
-                             transport=transport, outcome="unauthenticated") == 2
+            assert (
+                rx.metric(
+                    "keiko_requests_total",
+                    component="otlp",
+                    signal="traces",
+                    transport=transport,
+                    outcome="unauthenticated",
+                )
+                == 2
+            )
 
     run(scenario())
 
 
 def test_bearer_token_answers(tmp_path: Path) -> None:
     """401 with WWW-Authenticate, UNAUTHENTICATED on gRPC, each with a message that says why."""
+
     async def scenario() -> None:
         async with running(tmp_path, **AUTH) as rx, httpx.AsyncClient() as client:
             reply = await client.post(rx.http_url(), content=GOOD, headers=PROTOBUF)
             assert reply.status_code == 401
             assert reply.headers["www-authenticate"].startswith("Bearer")
-            reply = await client.post(rx.http_url(), content=b"{}", headers={
-                "content-type": "application/json", "authorization": "Bearer nope"})
+            reply = await client.post(
+                rx.http_url(),
+                content=b"{}",
+                headers={"content-type": "application/json", "authorization": "Bearer nope"},
+            )
             assert reply.status_code == 401 and reply.json()["message"] == "invalid bearer token"
             for metadata in (None, (("authorization", "Bearer nope"),)):
                 with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -156,8 +173,11 @@ def test_bearer_token_answers(tmp_path: Path) -> None:
                 assert "bearer token" in (err.value.details() or "")
             ok = (("authorization", "Bearer s3cret-token"),)
             assert await raw_grpc(rx.grpc_target, "traces", GOOD, metadata=ok) == b""
-            reply = await client.post(rx.http_url(), content=GOOD, headers={
-                **PROTOBUF, "authorization": "Bearer s3cret-token"})
+            reply = await client.post(
+                rx.http_url(),
+                content=GOOD,
+                headers={**PROTOBUF, "authorization": "Bearer s3cret-token"},
+            )
             assert reply.status_code == 200
             assert len(await rx.records("traces")) == 2
 
