@@ -23,7 +23,8 @@ class TLSConfig(Strict):
     cert_file: Path = Field(description="PEM certificate chain of this server.")
     key_file: Path = Field(description="PEM private key of this server.")
     client_ca_file: Path | None = Field(
-        None, description="PEM CA bundle; when set, clients must present a certificate it signed."
+        default=None,
+        description="PEM CA bundle; when set, clients must present a certificate it signed.",
     )
 
     @model_validator(mode="after")
@@ -63,10 +64,10 @@ class AuthConfig(Strict):
         default_factory=list, description="Accepted tokens (prefer bearer_tokens_env or _file)."
     )
     bearer_tokens_env: str | None = Field(
-        None, description="Name of an environment variable holding comma-separated tokens."
+        default=None, description="Name of an environment variable holding comma-separated tokens."
     )
     bearer_tokens_file: Path | None = Field(
-        None, description="File with one accepted token per line (e.g. a mounted Secret)."
+        default=None, description="File with one accepted token per line (e.g. a mounted Secret)."
     )
 
     @model_validator(mode="after")

@@ -14,23 +14,28 @@ from keiko.units import Duration, Endpoint
 class LoggingConfig(Strict):
     """The `logging:` section."""
 
-    level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Log level."
+    )
     format: Literal["text", "json"] = Field(
-        "text", description="text for people, json for log shippers."
+        default="text", description="text for people, json for log shippers."
     )
 
 
 class ApiConfig(Strict):
     """keiko's HTTP API: health, readiness, Prometheus metrics, store stats, events."""
 
-    enabled: bool = Field(True, description="Serve the HTTP API.")
-    endpoint: Endpoint = Field("127.0.0.1:8470", description="host:port to listen on.")
-    tls: TLSConfig | None = Field(None, description="Serve HTTPS (and mutual TLS) when set.")
-    auth: AuthConfig | None = Field(
-        None, description="Require a bearer token (except on /healthz, /readyz and /metrics)."
+    enabled: bool = Field(default=True, description="Serve the HTTP API.")
+    endpoint: Endpoint = Field(default="127.0.0.1:8470", description="host:port to listen on.")
+    tls: TLSConfig | None = Field(
+        default=None, description="Serve HTTPS (and mutual TLS) when set."
     )
-    metrics_auth: bool = Field(False, description="Also require the token on /metrics.")
-    shutdown_grace: Duration = Field(10.0, description="Seconds to drain on shutdown.")
+    auth: AuthConfig | None = Field(
+        default=None,
+        description="Require a bearer token (except on /healthz, /readyz and /metrics).",
+    )
+    metrics_auth: bool = Field(default=False, description="Also require the token on /metrics.")
+    shutdown_grace: Duration = Field(default=10.0, description="Seconds to drain on shutdown.")
 
 
 class KeikoConfig(Strict):

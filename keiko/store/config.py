@@ -26,9 +26,11 @@ class Durability(StrEnum):
 class RetentionConfig(Strict):
     """How long records are kept, per stream. The oldest are removed first."""
 
-    max_age: Duration = Field(7 * 86400, description="Remove records older than this (e.g. 7d).")
+    max_age: Duration = Field(
+        default=7 * 86400, description="Remove records older than this (e.g. 7d)."
+    )
     max_bytes: ByteSize = Field(
-        10 * 1024**3, description="Keep each stream under this many bytes (e.g. 10GiB)."
+        default=10 * 1024**3, description="Keep each stream under this many bytes (e.g. 10GiB)."
     )
 
 
@@ -36,32 +38,34 @@ class LimitsConfig(Strict):
     """Bounds that make appends push back (retryable errors) instead of growing forever."""
 
     max_backlog_bytes: ByteSize = Field(
-        4 * 1024**3,
+        default=4 * 1024**3,
         description="Refuse appends to a stream (retryable) while its slowest consumer group "
         "is more than this many bytes behind. 0 turns the check off.",
     )
     max_pending_bytes: ByteSize = Field(
-        256 * 1024**2,
+        default=256 * 1024**2,
         description="Refuse appends (retryable) while this many bytes wait to be written.",
     )
     retry_after: Duration = Field(
-        1.0, description="The delay suggested to clients when an append is refused."
+        default=1.0, description="The delay suggested to clients when an append is refused."
     )
 
 
 class EmbeddedConfig(Strict):
     """The embedded backend: one directory of SQLite (WAL) files on local disk."""
 
-    path: Path = Field(Path("keiko-data"), description="Data directory (created if missing).")
+    path: Path = Field(
+        default=Path("keiko-data"), description="Data directory (created if missing)."
+    )
     durability: Durability = Field(
-        Durability.PROCESS,
+        default=Durability.PROCESS,
         description="process: acknowledged data survives a crash of keiko (SQLite WAL, "
         "synchronous=NORMAL). power: also a power loss (fsync per commit, slower).",
     )
     segment_bytes: ByteSize = Field(
-        256 * 1024**2, description="Start a new segment file after this many bytes."
+        default=256 * 1024**2, description="Start a new segment file after this many bytes."
     )
-    segment_age: Duration = Field(3600, description="Start a new segment after this long.")
+    segment_age: Duration = Field(default=3600, description="Start a new segment after this long.")
 
 
 class NatsConfig(Strict):
@@ -71,12 +75,14 @@ class NatsConfig(Strict):
         default_factory=lambda: ["nats://127.0.0.1:4222"], description="NATS server URLs."
     )
     stream_prefix: str = Field(
-        "KEIKO", pattern=r"^[A-Z][A-Z0-9_]*$", description="Prefix of JetStream stream names."
+        default="KEIKO",
+        pattern=r"^[A-Z][A-Z0-9_]*$",
+        description="Prefix of JetStream stream names.",
     )
-    replicas: int = Field(1, ge=1, le=5, description="Replicas per JetStream stream.")
-    connect_timeout: Duration = Field(5.0, description="Seconds to wait for a connection.")
-    credentials_file: Path | None = Field(None, description="NATS .creds file, if needed.")
-    token: str | None = Field(None, description="NATS auth token, if needed.")
+    replicas: int = Field(default=1, ge=1, le=5, description="Replicas per JetStream stream.")
+    connect_timeout: Duration = Field(default=5.0, description="Seconds to wait for a connection.")
+    credentials_file: Path | None = Field(default=None, description="NATS .creds file, if needed.")
+    token: str | None = Field(default=None, description="NATS auth token, if needed.")
 
 
 class Backend(StrEnum):
@@ -89,7 +95,7 @@ class Backend(StrEnum):
 class StoreConfig(Strict):
     """The `store:` section."""
 
-    backend: Backend = Field(Backend.EMBEDDED, description="embedded (default) or nats.")
+    backend: Backend = Field(default=Backend.EMBEDDED, description="embedded (default) or nats.")
     embedded: EmbeddedConfig = Field(default_factory=EmbeddedConfig)
     nats: NatsConfig = Field(default_factory=NatsConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
