@@ -254,10 +254,10 @@ class NatsStore:
         self._check_sizes(nc, records)
         nbytes = sum(len(r.payload) for r in records)
         self._check_pending(nbytes)
-        js_name = await self._ensure_stream(stream)
-        await self._check_backlog(stream, js_name, nbytes)
-        self._inflight_bytes += nbytes
+        self._inflight_bytes += nbytes  # counted from here: concurrent appends see it
         try:
+            js_name = await self._ensure_stream(stream)
+            await self._check_backlog(stream, js_name, nbytes)
             offsets = await self._publish(stream, js_name, records)
         finally:
             self._inflight_bytes -= nbytes

@@ -10,7 +10,7 @@ from store_factory import StoreFactory
 
 from keiko.errors import StoreFull
 from keiko.records import NewRecord, Record
-from keiko.store.base import Store
+from keiko.store.base import Consumer, GroupStats, Store
 
 KB = b"x" * 1000
 
@@ -23,10 +23,10 @@ def offsets(records: list[Record]) -> list[int]:
     return [r.offset for r in records]
 
 
-async def drain(consumer: object, limit: int = 100) -> list[Record]:
+async def drain(consumer: Consumer, limit: int = 100) -> list[Record]:
     """Fetch until a short fetch comes back empty."""
     got: list[Record] = []
-    while batch := await consumer.fetch(limit, timeout=0.3):  # type: ignore[attr-defined]
+    while batch := await consumer.fetch(limit, timeout=0.3):
         got += batch
     return got
 
@@ -222,9 +222,9 @@ async def test_kv_get_put_delete_keys(make_store: StoreFactory) -> None:
 # -- stats, time, wait ------------------------------------------------------------------------
 
 
-async def group_stats(store: Store, stream: str) -> dict[str, object]:
+async def group_stats(store: Store, stream: str) -> dict[str, GroupStats]:
     stats = {s.name: s for s in (await store.stats()).streams}
-    return {g.group: g for g in stats[stream].groups}  # type: ignore[misc]
+    return {g.group: g for g in stats[stream].groups}
 
 
 async def test_stats_reflect_appends_and_lag(store: Store) -> None:
@@ -314,3 +314,16 @@ async def test_shutdown_is_idempotent_and_readiness_reports(make_store: StoreFac
     await store.shutdown()
     readiness = await store.readiness()
     assert not readiness.ready and readiness.reason
+
+
+async def test_store_full_while_too_many_bytes_are_pending(make_store: StoreFactory) -> None:
+    store = await make_store(limits={"max_pending_bytes": 1500})
+    results: list[list[int] | BaseException] = await asyncio.gather(
+        store.append("logs", [rec(KB)]),
+        store.append("logs", [rec(KB)]),  # starts while the first one is pending
+        return_exceptions=True,
+    )
+    assert results[0] == [1]
+    assert isinstance(results[1], StoreFull)
+    assert await store.append("logs", [rec(KB)]) == [2]  # nothing pending any more
+    assert await store.append("logs", [rec(KB)] * 3) == [3, 4, 5]  # one batch may exceed it
