@@ -35,7 +35,13 @@ from keiko.errors import KeikoError, StoreFull, StoreUnavailable, TooLarge
 from keiko.records import NewRecord, Record, Stream, check_stream_name
 from keiko.store.base import GroupStats, Readiness, StoreStats, StreamStats
 from keiko.store.config import StoreConfig
-from keiko.store.nats_api import JsApi, NotFound, gather_or_cancel, to_keiko_error
+from keiko.store.nats_api import (
+    RESOURCE_CODES,
+    JsApi,
+    NotFound,
+    gather_or_cancel,
+    to_keiko_error,
+)
 from keiko.store.nats_backlog import Backlog
 from keiko.store.nats_codec import (
     durable_name,
@@ -212,11 +218,22 @@ class NatsStore:
                 try:
                     info = await self.api.stream_info(desired["name"])
                 except NotFound:
-                    await self.api.add_stream(desired)
+                    await self._add_stream(desired)
                 else:
                     await self._reconcile(info["config"], desired)
                 self._streams[stream] = desired["name"]
         return desired["name"]
+
+    async def _add_stream(self, config: dict[str, Any]) -> None:
+        try:
+            await self.api.add_stream(config)
+        except StoreFull as exc:
+            raise StoreFull(
+                f"{exc}. JetStream sets aside max_bytes for every stream when it creates it: "
+                f"lower store.retention.max_bytes ({config['max_bytes']} bytes per stream) or "
+                "give JetStream more storage (jetstream.max_file_store)",
+                exc.retry_after,
+            ) from exc
 
     async def _reconcile(self, current: dict[str, Any], desired: dict[str, Any]) -> None:
         changed = {k: v for k, v in desired.items() if k != "storage" and current.get(k) != v}
@@ -326,7 +343,7 @@ class NatsStore:
 
     def _publish_error(self, exc: BaseException, sent: int, total: int) -> KeikoError:
         retry_after = self.config.limits.retry_after
-        if isinstance(exc, nats.js.errors.APIError) and exc.err_code in {10023, 10028, 10047}:
+        if isinstance(exc, nats.js.errors.APIError) and exc.err_code in RESOURCE_CODES:
             return StoreFull(f"JetStream is out of resources: {exc.description}", retry_after)
         return to_keiko_error(exc, f"append ({sent} of {total} records sent)", retry_after)
 

@@ -23,7 +23,7 @@ from keiko.errors import KeikoError, StoreFull, StoreUnavailable
 
 API = "$JS.API"
 # JetStream error codes that mean "out of storage/memory": backpressure, not an outage.
-_RESOURCE_CODES = {10023, 10028, 10047}
+RESOURCE_CODES = frozenset({10023, 10028, 10047})
 _NOT_FOUND_CODES = {10014, 10059, 10037}  # consumer, stream, message not found
 
 
@@ -54,7 +54,7 @@ def _api_error(error: dict[str, Any], what: str, retry_after: float) -> Exceptio
     text = f"JetStream refused {what}: {error.get('description', error)} (err_code {err_code})"
     if code == 404 or err_code in _NOT_FOUND_CODES:
         return NotFound(text)
-    if err_code in _RESOURCE_CODES:
+    if err_code in RESOURCE_CODES:
         return StoreFull(text, retry_after)
     return StoreUnavailable(text, retry_after)
 

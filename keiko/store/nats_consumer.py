@@ -40,6 +40,7 @@ FETCH_MAX_BYTES = 32 * 1024**2
 # After the first record of a fetch arrived, stop waiting once the server is this quiet:
 # JetStream normally ends the request itself right after the available records.
 FETCH_GAP = 0.05
+COMMIT_TIMEOUT = 5.0  # for JetStream to confirm a commit's acks
 
 
 def consumer_config(durable: str) -> dict[str, object]:
@@ -106,11 +107,13 @@ class NatsConsumer:
         seqs = sorted(seq for seq in self._unacked if seq <= offset)
         if not seqs:
             return
+        if not self._nc.is_connected:
+            raise StoreUnavailable("not connected to NATS (reconnecting): commit again later")
         with nats_errors("commit"):
             for seq in seqs[:-1]:
                 await self._nc.publish(self._unacked[seq], b"+ACK")
             # Acks are processed in order, so the reply to the last one confirms them all.
-            await self._nc.request(self._unacked[seqs[-1]], b"+ACK", timeout=5.0)
+            await self._nc.request(self._unacked[seqs[-1]], b"+ACK", timeout=COMMIT_TIMEOUT)
         for seq in seqs:
             del self._unacked[seq]
         self._store.committed(self.stream)

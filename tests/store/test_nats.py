@@ -192,3 +192,16 @@ async def test_unreachable_server_fails_start_within_the_connect_timeout() -> No
         await store.start()
     assert time.monotonic() - started_at < 2.0
     await store.shutdown()
+
+
+async def test_shutdown_while_the_server_is_down_returns_in_time(server: NatsServer) -> None:
+    store = await started(config(server.url))
+    consumer = await store.consumer("events", "g")
+    await store.append("events", [rec(b"a")])
+    assert len(await consumer.fetch(1, timeout=1)) == 1
+    server.kill()
+    await asyncio.sleep(0.1)
+    started_at = time.monotonic()
+    await store.shutdown(deadline=time.monotonic() + 2)
+    assert time.monotonic() - started_at < 3.0
+    assert not (await store.readiness()).ready
