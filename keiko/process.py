@@ -137,10 +137,12 @@ class Keiko:
             log.info("listening: %-22s %s", listener.name, url)
         for hint in otel_sdk_hints(found):
             log.info("point OpenTelemetry SDKs here: %s", hint)
+        loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
         log.info(
-            "keiko ready in %.2fs (pid %d); SIGTERM stops, SIGHUP reloads the config",
+            "keiko ready in %.2fs (pid %d, %s event loop); SIGTERM stops, SIGHUP reloads",
             took,
             os.getpid(),
+            loop,
         )
 
     async def _refresh_stats(self) -> None:
@@ -169,7 +171,10 @@ class Keiko:
         if self._stats_task is not None:
             self._stats_task.cancel()
         if self.api is not None:
-            await self.api.shutdown(deadline)
+            try:
+                await self.api.shutdown(deadline)
+            except Exception:
+                log.exception("the API server failed to shut down cleanly")
         for component in reversed(self._started):
             try:
                 await component.shutdown(deadline)

@@ -93,3 +93,53 @@ def test_module_and_console_script_entry_points_work() -> None:
         [sys.executable, "-m", "keiko.cli", "--version"], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0 and result.stdout.startswith("keiko ")
+
+
+def test_store_stats_table_shows_groups_lag_and_expiry() -> None:
+    from keiko.commands.store import format_stats
+    from keiko.store.base import GroupStats, StoreStats, StreamStats
+
+    stats = StoreStats(
+        "embedded",
+        "/data",
+        [
+            StreamStats("events", 0, None, 0, 0, 0, None, None),
+            StreamStats(
+                "traces",
+                1204,
+                1_204_000,
+                3 * 1024**2,
+                7,
+                1210,
+                1_714_557_600_000_000_000,
+                1_714_557_660_000_000_000,
+                [GroupStats("spanmetrics", 1200, 10, 20480)],
+                6,
+            ),
+        ],
+        disk_bytes=5 * 1024**2,
+    )
+    lines = format_stats(stats).splitlines()
+    assert lines[0] == "store: embedded at /data, 5.0 MiB on disk"
+    assert lines[2].split() == [
+        "STREAM",
+        "RECORDS",
+        "ITEMS",
+        "BYTES",
+        "OFFSETS",
+        "OLDEST",
+        "NEWEST",
+    ]
+    assert lines[3].split() == ["events", "0", "-", "0", "B", "0-0", "-", "-"]
+    assert lines[4].split() == [
+        "traces",
+        "1,204",
+        "1,204,000",
+        "3.0",
+        "MiB",
+        "7-1210",
+        "2024-05-01T10:00:00.000000Z",
+        "2024-05-01T10:01:00.000000Z",
+    ]
+    assert lines[5] == "  group spanmetrics: committed 1,200, lag 10 records (20.0 KiB)"
+    assert lines[6] == "  6 records expired before a group read them"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import signal
@@ -279,3 +280,60 @@ def test_failed_start_stops_what_had_started(tmp_path: Path) -> None:
         await store.shutdown()
 
     asyncio.run(reopen())
+
+
+def test_sdk_grpc_exporter_reaches_keiko_run_on_its_event_loop(
+    keiko_process: KeikoFactory,
+) -> None:
+    """grpc.aio serves on the loop `keiko run` picks (uvloop when installed)."""
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    kp = keiko_process()
+    expected = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    assert f"{expected} event loop" in kp.log_text()
+    provider = TracerProvider()
+    exporter = OTLPSpanExporter(endpoint=f"http://{kp.otlp_grpc}", insecure=True, timeout=10)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace_ids = set()
+    for name in ("checkout", "payment"):
+        with provider.get_tracer("test").start_as_current_span(name) as span:
+            trace_ids.add(f"{span.get_span_context().trace_id:032x}")
+    provider.shutdown()
+    assert set(kp.run_cli("store", "trace-ids").stdout.split()) == trace_ids
+
+
+def _stuck_live_client(kp: Any) -> socket.socket:
+    """A client of the live endpoint that never reads, with megabytes waiting for it."""
+    body, _ = trace_request(trace_count=500, spans_per_trace=4)
+    for _ in range(40):
+        post_traces(kp, body)
+    sock = socket.create_connection(("127.0.0.1", kp.ports["api"]))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.sendall(b"GET /api/v1/streams/traces/live?from_offset=1 HTTP/1.1\r\nHost: k\r\n\r\n")
+    time.sleep(0.5)
+    return sock
+
+
+def test_a_stuck_client_is_cut_at_the_shutdown_deadline(keiko_process: KeikoFactory) -> None:
+    kp = keiko_process({"api": {"shutdown_grace": "2s"}})
+    with _stuck_live_client(kp):
+        began = time.monotonic()
+        assert kp.stop() == 0
+        took = time.monotonic() - began
+    assert 1.5 < took < 4.0, took
+    assert "still open at the shutdown deadline" in kp.log_text()
+
+
+def test_a_second_sigterm_exits_at_once(keiko_process: KeikoFactory) -> None:
+    kp = keiko_process({"api": {"shutdown_grace": "30s"}})
+    with _stuck_live_client(kp):
+        kp.signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert kp.running  # draining the stuck client
+        began = time.monotonic()
+        kp.signal(signal.SIGTERM)
+        assert kp.wait(5) == 1
+        assert time.monotonic() - began < 2.0
+    assert "SIGTERM again: exiting without waiting" in kp.log_text()

@@ -2,7 +2,8 @@
 
 To add an endpoint: write the handler and a ``Route`` in a module's ``ROUTES`` (or a
 component's ``Context.routes``), document it in openapi.yaml, and the API test checks the
-running server against that document.
+running server against that document. Every route except /healthz, /readyz and /metrics
+is behind the bearer-token check when ``api.auth`` is set, components' routes included.
 """
 
 from __future__ import annotations
