@@ -337,3 +337,19 @@ def test_a_second_sigterm_exits_at_once(keiko_process: KeikoFactory) -> None:
         assert kp.wait(5) == 1
         assert time.monotonic() - began < 2.0
     assert "SIGTERM again: exiting without waiting" in kp.log_text()
+
+
+def test_store_tail_follow_prints_new_records(keiko_process: KeikoFactory) -> None:
+    kp = keiko_process()
+    command = [*KEIKO, "store", "tail", "traces", "--follow", "--config", str(kp.config_path)]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as tail:
+        try:
+            time.sleep(1.0)  # started and caught up with an empty stream
+            body, ids = trace_request(trace_count=1)
+            post_traces(kp, body)
+            assert tail.stdout is not None
+            record = json.loads(tail.stdout.readline())
+        finally:
+            tail.terminate()
+    spans = record["payload"]["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    assert record["offset"] == 1 and {s["traceId"] for s in spans} == set(ids)

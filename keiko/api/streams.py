@@ -24,7 +24,7 @@ MAX_LIMIT = 1000
 # request cannot make the server build a response of hundreds of megabytes.
 MAX_PAGE_PAYLOAD_BYTES = 8 * 1024**2
 LIVE_BATCH = 100
-_END_OF_TIME_NS = 2**63 - 1
+END_OF_TIME_NS = 2**63 - 1  # for offset_at(): the offset after the last one
 
 
 async def store_stats(request: Request) -> Response:
@@ -70,8 +70,8 @@ async def list_records(request: Request) -> Response:
     if since is not None and until is not None and until < since:
         raise BadParameter("until", "is before since")
     if from_offset is None and since is None:
-        # Neither a position nor a time: the most recent `limit` records.
-        end = await state.store.offset_at(stream, _END_OF_TIME_NS)
+        # No start given: the most recent `limit` records (up to `until` if given).
+        end = await state.store.offset_at(stream, END_OF_TIME_NS if until is None else until + 1)
         start = max(1, end - limit)
     else:
         start = from_offset or 1
@@ -138,7 +138,7 @@ async def live_records(request: Request) -> Response:
         start = (
             from_offset
             if from_offset is not None
-            else await state.store.offset_at(stream, _END_OF_TIME_NS)
+            else await state.store.offset_at(stream, END_OF_TIME_NS)
         )
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(

@@ -18,6 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from keiko import humanize
 from keiko.api.render import record_json, stats_json
+from keiko.api.streams import END_OF_TIME_NS
 from keiko.commands.common import HelpFormatter, add_config_option, load
 from keiko.config import KeikoConfig
 from keiko.records import Kind, Record, Stream
@@ -25,7 +26,6 @@ from keiko.store import open_store
 from keiko.store.base import Store, StoreStats, StreamStats
 
 PAGE = 100  # records per read: ~25 MB of 1,000-span batches, so memory stays flat
-_END_OF_TIME_NS = 2**63 - 1
 
 EPILOG = """\
 examples:
@@ -207,7 +207,7 @@ async def _trace_ids(store: Store, args: argparse.Namespace, out: TextIO) -> int
     stream = Stream.TRACES.value
     if stream not in await store.streams():
         return 0
-    end = await store.offset_at(stream, _END_OF_TIME_NS)  # what exists now; later ones wait
+    end = await store.offset_at(stream, END_OF_TIME_NS)  # what exists now; later ones wait
     position = max(1, args.since)
     while position < end:
         records = await store.read(stream, position, min(PAGE, end - position))
@@ -231,7 +231,7 @@ async def _tail(store: Store, args: argparse.Namespace, out: TextIO) -> int:
             file=sys.stderr,
         )
         return 1
-    end = await store.offset_at(args.stream, _END_OF_TIME_NS)
+    end = await store.offset_at(args.stream, END_OF_TIME_NS)
     position = args.from_offset if args.from_offset is not None else max(1, end - args.lines)
     while True:
         records = await store.read(args.stream, position, PAGE)

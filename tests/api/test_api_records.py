@@ -60,6 +60,7 @@ def test_since_and_until_select_by_append_time(tmp_path: Path) -> None:
             assert offsets(await get(c, since=rfc3339)) == [3]
             assert offsets(await get(c, since=str(middle))) == [3]
             assert offsets(await get(c, until=rfc3339, from_offset=1)) == [1, 2]
+            assert offsets(await get(c, until=rfc3339, limit=1)) == [2]  # latest up to until
             until_page = (await get(c, until=str(middle), from_offset=1)).json()
             assert until_page["next_offset"] == 3  # where the range stopped
             assert offsets(await get(c, since="2000-01-01T00:00:00+02:00", limit=2)) == [1, 2]
