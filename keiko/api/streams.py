@@ -17,13 +17,15 @@ from keiko.api.render import record_json, stats_json
 from keiko.api.state import ApiState, state_of
 from keiko.errors import NotFound
 from keiko.records import Record
+from keiko.store.base import Store
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 # A page stops early once its payloads reach this size (a trace batch can be 250 KB), so one
 # request cannot make the server build a response of hundreds of megabytes.
 MAX_PAGE_PAYLOAD_BYTES = 8 * 1024**2
-LIVE_BATCH = 100
+FIRST_CHUNK = 16  # records per store read before their size is known
+MAX_CHUNK = 100
 END_OF_TIME_NS = 2**63 - 1  # for offset_at(): the offset after the last one
 
 
@@ -45,17 +47,29 @@ async def _stream(request: Request) -> str:
     return name
 
 
-def _page(records: Sequence[Record], until_ns: int | None) -> list[Record]:
-    """The records up to ``until_ns`` and within the payload budget (always at least one)."""
+async def read_page(
+    store: Store, stream: str, start: int, limit: int, until_ns: int | None = None
+) -> list[Record]:
+    """Up to ``limit`` records from ``start``, stopping after ``until_ns`` or at the payload
+    budget (always at least one record). Reads in chunks sized by the records seen so far,
+    so a page of 250 KB trace batches does not load a thousand of them first.
+    """
     page: list[Record] = []
-    size = 0
-    for record in records:
-        if until_ns is not None and record.time_ns > until_ns:
-            break
-        if page and size + len(record.payload) > MAX_PAGE_PAYLOAD_BYTES:
-            break
-        page.append(record)
-        size += len(record.payload)
+    size, chunk, position = 0, FIRST_CHUNK, start
+    while len(page) < limit:
+        records = await store.read(stream, position, min(chunk, limit - len(page)))
+        for record in records:
+            if until_ns is not None and record.time_ns > until_ns:
+                return page
+            if page and size + len(record.payload) > MAX_PAGE_PAYLOAD_BYTES:
+                return page
+            page.append(record)
+            size += len(record.payload)
+        if not records:
+            return page
+        position = records[-1].offset + 1
+        average = max(1, size // len(page))
+        chunk = max(1, min(MAX_CHUNK, (MAX_PAGE_PAYLOAD_BYTES - size) // average))
     return page
 
 
@@ -77,7 +91,7 @@ async def list_records(request: Request) -> Response:
         start = from_offset or 1
         if since is not None:
             start = max(start, await state.store.offset_at(stream, since))
-    page = _page(await state.store.read(stream, start, limit), until)
+    page = await read_page(state.store, stream, start, limit, until)
     next_offset = page[-1].offset + 1 if page else start
     body = await run_in_threadpool(_encode_page, page, next_offset)
     return Response(body, media_type="application/json")
@@ -113,7 +127,7 @@ async def _events(state: ApiState, stream: str, start: int) -> AsyncIterator[byt
     yield b"retry: 2000\n: connected\n\n"
     position = start
     while not state.stopping.is_set():
-        records = await state.store.read(stream, position, LIVE_BATCH)
+        records = await read_page(state.store, stream, position, MAX_CHUNK)
         if records:
             yield await run_in_threadpool(_encode_events, records)
             position = records[-1].offset + 1
