@@ -198,10 +198,13 @@ def test_store_stats_and_trace_ids_while_keiko_runs(keiko_process: KeikoFactory)
     assert kp.stop() == 0
 
 
-def test_store_tail_unknown_stream_fails(keiko_process: KeikoFactory) -> None:
+def test_store_commands_on_an_empty_location_create_nothing(keiko_process: KeikoFactory) -> None:
     kp = keiko_process(start=False)
     result = kp.run_cli("store", "tail", "nosuch", check=False)
     assert result.returncode == 1 and "no stream 'nosuch'" in result.stderr
+    assert kp.run_cli("store", "stats").stdout.endswith("nothing has been stored there yet\n")
+    assert kp.run_cli("store", "trace-ids").stdout == ""
+    assert not kp.data_dir.exists()
 
 
 def test_trace_ids_output_can_be_cut_short(keiko_process: KeikoFactory) -> None:

@@ -1,7 +1,4 @@
-"""`keiko store stats | trace-ids | tail`: look into the store, also while `keiko run` runs.
-
-The embedded store opens read-only when a running keiko owns the data directory.
-"""
+"""`keiko store stats | trace-ids | tail`: look into the store, also while `keiko run` runs."""
 
 from __future__ import annotations
 
@@ -129,8 +126,11 @@ def _run(args: argparse.Namespace, action: Action) -> int:
 
 @asynccontextmanager
 async def opened(config: KeikoConfig) -> AsyncIterator[Store]:
-    """The configured store, started (read-only if another process owns it), then closed."""
-    store = open_store(config.store)
+    """The configured store opened for reading (also while `keiko run` owns it), then closed.
+
+    Read-only, so that looking creates nothing: no data directory, no consumer group.
+    """
+    store = open_store(config.store, read_only=True)
     await store.start()
     try:
         yield store
@@ -168,6 +168,8 @@ def format_stats(stats: StoreStats) -> str:
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = [f"store: {stats.backend} at {stats.location}{disk}", ""]
+    if not stats.streams:
+        return lines[0] + "\nno streams: nothing has been stored there yet\n"
     for i, row in enumerate(rows):
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
         if i == 0:
