@@ -46,6 +46,8 @@ def test_every_command_explains_itself(
     assert out.startswith(f"usage: keiko {' '.join(command)}")
     description = out.split("\n\n")[1]
     assert len(description.split()) >= 5, f"no real description for {command}: {description!r}"
+    if command != ["config"] and command != ["store"]:  # groups show their examples above
+        assert "example" in out and f"keiko {' '.join(command)}" in out.split("example")[-1]
 
 
 def test_run_help_says_how_to_stop_reload_and_send_data(capsys: pytest.CaptureFixture[str]) -> None:

@@ -44,15 +44,31 @@ def register(subparsers: Any) -> None:
     )
     check.add_argument("file", metavar="FILE", help="the YAML config file")
     check.set_defaults(func=check_config)
-    for name, func, text in (
-        ("defaults", print_defaults, "print a complete config with every default, as YAML"),
-        ("schema", print_schema, "print the JSON schema of the config file"),
-        ("docs", print_docs, "print the config reference as Markdown (docs/config.md)"),
+    for name, func, text, example in (
+        (
+            "defaults",
+            print_defaults,
+            "print a complete config with every default, as YAML",
+            "keiko config defaults > keiko.yaml",
+        ),
+        (
+            "schema",
+            print_schema,
+            "print the JSON schema of the config file",
+            "keiko config schema > keiko.schema.json   # for editors and CI checks",
+        ),
+        (
+            "docs",
+            print_docs,
+            "print the config reference as Markdown (docs/config.md)",
+            "keiko config docs > docs/config.md",
+        ),
     ):
         p = sub.add_parser(
             name,
             help=text,
             description=text[0].upper() + text[1:] + ".",
+            epilog=f"example:\n  {example}",
             formatter_class=HelpFormatter,
         )
         p.set_defaults(func=func)

@@ -49,6 +49,7 @@ def register(subparsers: Any) -> None:
         help="records, items, bytes, oldest/newest and consumer lag per stream",
         description="Per stream: records, items (spans, points, log records), bytes, the "
         "oldest and newest record times and every consumer group's committed offset and lag.",
+        epilog="examples:\n  keiko store stats\n  keiko store stats --json | jq .streams",
         formatter_class=HelpFormatter,
     )
     add_config_option(stats)
@@ -60,6 +61,8 @@ def register(subparsers: Any) -> None:
         help="print every stored trace id (hex, one per line)",
         description="Decode the stored OTLP trace batches of stream 'traces' and print each "
         "trace id once per record, as hex. Input for `otlp_load.py --check-ids`.",
+        epilog="examples:\n  keiko store trace-ids > ids.txt\n"
+        "  otlp_load.py --check-ids acked.json ids.txt   # durability check",
         formatter_class=HelpFormatter,
     )
     add_config_option(ids)
