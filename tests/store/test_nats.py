@@ -205,3 +205,19 @@ async def test_shutdown_while_the_server_is_down_returns_in_time(server: NatsSer
     await store.shutdown(deadline=time.monotonic() + 2)
     assert time.monotonic() - started_at < 3.0
     assert not (await store.readiness()).ready
+
+
+async def test_token_authentication(tmp_path: Path) -> None:
+    server = NatsServer(tmp_path / "nats", token="s3cret-token").start()
+    try:
+        refused = config(server.url)
+        refused.nats.connect_timeout = 0.5
+        with pytest.raises(StoreUnavailable, match="cannot connect"):
+            await NatsStore(refused).start()
+        allowed = config(server.url)
+        allowed.nats.token = "s3cret-token"
+        store = await started(allowed)
+        assert await store.append("events", [rec(b"a")]) == [1]
+        await store.shutdown()
+    finally:
+        server.stop()
