@@ -19,6 +19,8 @@ from keiko.store.embedded import EmbeddedStore
 
 
 def config(path: Path, **embedded: Any) -> StoreConfig:
+    # Uncompressed unless a test says otherwise, so that segment sizes follow payload sizes.
+    embedded.setdefault("compression", "none")
     return StoreConfig.model_validate({"embedded": {"path": str(path), **embedded}})
 
 
@@ -164,5 +166,28 @@ def test_wait_wakes_on_append(tmp_path: Path) -> None:
         assert time.monotonic() - started < 1.0
         assert await store.wait("events", 1, 0.1) is False
         await store.shutdown()
+
+    run(go())
+
+
+def test_zstd_compression_shrinks_the_disk_and_reads_back_exact_bytes(tmp_path: Path) -> None:
+    async def go() -> None:
+        store = EmbeddedStore(config(tmp_path / "z", compression="zstd"))
+        plain = EmbeddedStore(config(tmp_path / "p", compression="none"))
+        payloads = [(b"service.name=checkout span=%d " % i) * 400 for i in range(20)]
+        payloads.append(b"tiny")  # under the threshold: stored raw
+        for s in (store, plain):
+            await s.start()
+            for p in payloads:
+                await s.append("traces", [NewRecord("k", p, 1)])
+        got = await store.read("traces", 1, 100)
+        assert [r.payload for r in got] == payloads
+        z = next(x for x in (await store.stats()).streams if x.name == "traces")
+        p = next(x for x in (await plain.stats()).streams if x.name == "traces")
+        assert z.bytes == p.bytes == sum(map(len, payloads))  # stats count bytes as appended
+        stored_z = store._logs["traces"].segments[-1].stored
+        assert stored_z * 5 < plain._logs["traces"].segments[-1].stored
+        for s in (store, plain):
+            await s.shutdown()
 
     run(go())

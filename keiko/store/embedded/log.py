@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -10,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from keiko.records import NewRecord
+from keiko.store.embedded.codec import Compressor
 from keiko.store.embedded.segments import (
     SCHEMA,
     Segment,
@@ -30,9 +32,11 @@ class StreamLog:
         directory: Path,
         synchronous: str,
         retire: Callable[[sqlite3.Connection], None] = sqlite3.Connection.close,
+        compressor: Compressor | None = None,
     ) -> None:
         self.name = name
         self.retire = retire  # closes a connection the writer is done with, off its thread
+        self.compressor = compressor or Compressor(enabled=False, level=0)
         self.dir = directory
         self.synchronous = synchronous
         self.lock = threading.Lock()
@@ -64,6 +68,7 @@ class StreamLog:
             else:
                 seg.last = seg.base - 1
                 self.next_offset = max(self.next_offset, seg.base)
+            seg.stored = _disk_size(seg.path)
             if seg is segments[-1]:
                 self.active = conn
             else:
@@ -90,20 +95,24 @@ class StreamLog:
         seg = self.segments[-1]
         now = max(time.time_ns(), self.last_time_ns)
         off, cum_b, cum_i = self.next_offset, self.cum_bytes, self.cum_items
-        rows, result = [], []
+        rows, result, stored = [], [], 0
+        encode = self.compressor.encode
         for records in batch:
             offsets = []
             for r in records:
-                cum_b += len(r.payload)
+                size = len(r.payload)
+                cum_b += size
                 cum_i += r.count
-                rows.append((off, now, r.kind, r.count, r.key, cum_b, cum_i, r.payload))
+                enc, data = encode(r.payload)
+                stored += len(data)
+                rows.append((off, now, r.kind, r.count, r.key, size, cum_b, cum_i, enc, data))
                 offsets.append(off)
                 off += 1
             result.append(offsets)
         conn = self.active
         conn.execute("BEGIN")
         try:
-            conn.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            conn.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -114,6 +123,7 @@ class StreamLog:
                 seg.first_time_ns = now
             seg.last, seg.last_time_ns = off - 1, now
             seg.nbytes += cum_b - self.cum_bytes
+            seg.stored += stored
             self.next_offset, self.cum_bytes, self.cum_items, self.last_time_ns = (
                 off,
                 cum_b,
@@ -150,7 +160,7 @@ class StreamLog:
         if seg.empty:
             return
         too_old = time.time_ns() - seg.first_time_ns >= segment_age * 1e9
-        if seg.nbytes >= segment_bytes or too_old:
+        if seg.stored >= segment_bytes or too_old:
             self._new_segment()
 
     def _new_segment(self) -> None:
@@ -177,7 +187,7 @@ class StreamLog:
         cutoff = time.time_ns() - int(max_age * 1e9)
         while len(self.segments) > 1:
             oldest = self.segments[0]
-            total = sum(s.nbytes for s in self.segments)
+            total = sum(s.stored for s in self.segments)
             if oldest.last_time_ns >= cutoff and total <= max_bytes and not oldest.empty:
                 break
             with self.lock:
@@ -191,3 +201,12 @@ class StreamLog:
         if self.active is not None:
             self.active.close()
             self.active = None
+
+
+def _disk_size(path: Path) -> int:
+    """Bytes a segment takes on disk, its WAL included."""
+    total = 0
+    for suffix in ("", "-wal"):
+        with contextlib.suppress(FileNotFoundError):
+            total += os.stat(f"{path}{suffix}").st_size
+    return total

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from keiko.records import Record
+from keiko.store.embedded.codec import decode
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -22,8 +23,10 @@ CREATE TABLE IF NOT EXISTS records (
     kind      TEXT    NOT NULL,
     count     INTEGER NOT NULL,
     key       TEXT    NOT NULL,
+    size      INTEGER NOT NULL,  -- payload bytes as appended (before compression)
     cum_bytes INTEGER NOT NULL,  -- payload bytes of the stream up to and including this record
     cum_items INTEGER NOT NULL,  -- items (sum of count) likewise
+    enc       INTEGER NOT NULL,  -- payload encoding: 0 raw, 1 zstd (codec.py)
     payload   BLOB    NOT NULL   -- last, so reading the columns above skips the blob's pages
 );
 CREATE INDEX IF NOT EXISTS records_time ON records(time_ns);
@@ -67,7 +70,8 @@ class Segment:
     last: int = 0  # last offset written (base - 1 when empty)
     first_time_ns: int = 0
     last_time_ns: int = 0
-    nbytes: int = 0  # payload bytes
+    nbytes: int = 0  # payload bytes as appended
+    stored: int = 0  # bytes on disk (compressed payloads, pages, WAL): what retention bounds
 
     @property
     def empty(self) -> bool:
@@ -102,7 +106,7 @@ def list_segments(stream_dir: Path) -> list[Segment]:
 
 def edges(conn: sqlite3.Connection) -> tuple[Edge | None, Edge | None]:
     """First and last row of a segment (None, None when it is empty)."""
-    cols = "offset, time_ns, count, cum_bytes, cum_items, length(payload)"
+    cols = "offset, time_ns, count, cum_bytes, cum_items, size"
     first = conn.execute(f"SELECT {cols} FROM records ORDER BY offset LIMIT 1").fetchone()
     if first is None:
         return None, None
@@ -112,11 +116,13 @@ def edges(conn: sqlite3.Connection) -> tuple[Edge | None, Edge | None]:
 
 def read_rows(conn: sqlite3.Connection, start: int, limit: int) -> list[Record]:
     rows = conn.execute(
-        "SELECT offset, time_ns, kind, payload, count, key FROM records "
+        "SELECT offset, time_ns, kind, enc, payload, count, key FROM records "
         "WHERE offset >= ? ORDER BY offset LIMIT ?",
         (start, limit),
     ).fetchall()
-    return [Record(*row) for row in rows]
+    return [
+        Record(off, t, kind, decode(enc, data), n, key) for off, t, kind, enc, data, n, key in rows
+    ]
 
 
 @dataclass

@@ -20,6 +20,7 @@ from keiko.records import NewRecord, Record, Stream, check_stream_name
 from keiko.store.base import GroupStats, Readiness, StoreStats
 from keiko.store.config import Durability, StoreConfig
 from keiko.store.embedded.checkpoint import Checkpointer
+from keiko.store.embedded.codec import Compressor
 from keiko.store.embedded.consumer import EmbeddedConsumer, EmbeddedKV
 from keiko.store.embedded.log import StreamLog
 from keiko.store.embedded.meta import Meta
@@ -55,6 +56,8 @@ class EmbeddedStore:
         self._cache = ReaderCache()
         self._writer: Writer | None = None
         self._checkpointer: Checkpointer | None = None
+        emb = config.embedded
+        self._compressor = Compressor(emb.compression == "zstd", emb.compression_level)
         self._meta: Meta | None = None
         self._lock_fd: int | None = None
         self._last_housekeeping = 0.0
@@ -184,7 +187,9 @@ class EmbeddedStore:
 
     def _open_log(self, name: str) -> StreamLog:
         retire = self._checkpointer.retire if self._checkpointer else sqlite3.Connection.close
-        stream_log = StreamLog(name, self.path / "streams" / name, self._sync, retire)
+        stream_log = StreamLog(
+            name, self.path / "streams" / name, self._sync, retire, self._compressor
+        )
         stream_log.open()
         self._logs[name] = stream_log
         return stream_log
