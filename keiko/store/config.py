@@ -74,8 +74,9 @@ class EmbeddedConfig(Strict):
         default=1, ge=-7, le=19, description="zstd level: 1 is fast; higher packs more."
     )
     segment_bytes: ByteSize = Field(
-        default=256 * 1024**2,
-        description="Start a new segment file after this many bytes on disk.",
+        default=64 * 1024**2,
+        description="Start a new segment file after this many bytes on disk (also the "
+        "bound of the write-ahead log of the segment being written).",
     )
     segment_age: Duration = Field(default=3600, description="Start a new segment after this long.")
 

@@ -1,40 +1,31 @@
-"""WAL checkpoints on their own thread.
+"""WAL checkpoints off the writer thread, on segments nobody writes to any more.
 
 SQLite's automatic checkpoint runs inside the committing call and, with
-synchronous=NORMAL, fsyncs the database file: on the writer thread that stalled every
-append for 100-200 ms each time the WAL reached its limit (measured: p99 ack latency
-~200 ms at half load). Here the writer never checkpoints (wal_autocheckpoint=0); this
-thread checkpoints the active segments once their WAL passes a size, concurrently with
-appends (a PASSIVE checkpoint does not block writers), and closes retired segments'
-connections (closing the last connection also checkpoints).
+synchronous=NORMAL, fsyncs the database file: on the writer thread that stalled appends
+for 100-200 ms each time (measured: p99 ack latency ~200 ms at half load). Checkpointing
+the active segment from another thread does not work either under sustained load: a
+PASSIVE checkpoint never catches up with the writer, so the WAL never restarts and grows
+without bound. So the active segment is never checkpointed (wal_autocheckpoint=0; its WAL
+is bounded by store.embedded.segment_bytes), and when the writer moves to a new segment,
+this thread checkpoints the old one completely (TRUNCATE: no writer competes for it any
+more) and closes it.
 """
 
 from __future__ import annotations
 
 import logging
-import os
+import queue
 import sqlite3
 import threading
-from collections.abc import Callable
-from pathlib import Path
-
-from keiko.store.embedded.segments import connect
 
 log = logging.getLogger(__name__)
-WAL_CHECKPOINT_BYTES = 32 * 1024 * 1024
-INTERVAL = 0.1
 
 
 class Checkpointer:
-    """Checkpoints the WAL of the paths ``active()`` names; closes retired connections."""
+    """Checkpoints and closes the connections of retired segments, one at a time."""
 
-    def __init__(self, active: Callable[[], list[Path]], synchronous: str) -> None:
-        self._active = active
-        self._sync = synchronous
-        self._conns: dict[Path, sqlite3.Connection] = {}
-        self._retired: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[sqlite3.Connection | None] = queue.SimpleQueue()
         self._thread = threading.Thread(
             target=self._run, name="keiko-store-checkpoint", daemon=True
         )
@@ -43,44 +34,25 @@ class Checkpointer:
         self._thread.start()
 
     def retire(self, conn: sqlite3.Connection) -> None:
-        """Close ``conn`` (a segment the writer no longer appends to) on this thread."""
-        with self._lock:
-            self._retired.append(conn)
+        """Checkpoint and close ``conn`` (the writer no longer appends to it) on this thread."""
+        self._queue.put(conn)
 
     def stop(self) -> None:
-        self._stop.set()
+        """Finish the retired segments queued so far, then end the thread."""
+        self._queue.put(None)
         if self._thread.is_alive():
             self._thread.join()
-        self._close_retired()
-        for conn in self._conns.values():
-            conn.close()
 
     def _run(self) -> None:
-        while not self._stop.wait(INTERVAL):
-            try:
-                self._close_retired()
-                self._checkpoint()
-            except Exception:
-                log.exception("WAL checkpoint failed; will retry")
+        while (conn := self._queue.get()) is not None:
+            close(conn)
 
-    def _close_retired(self) -> None:
-        with self._lock:
-            retired, self._retired = self._retired, []
-        for conn in retired:
-            conn.close()
 
-    def _checkpoint(self) -> None:
-        active = set(self._active())
-        for path in [p for p in self._conns if p not in active]:
-            self._conns.pop(path).close()
-        for path in active:
-            try:
-                wal = os.stat(f"{path}-wal").st_size
-            except FileNotFoundError:
-                continue
-            if wal < WAL_CHECKPOINT_BYTES:
-                continue
-            conn = self._conns.get(path)
-            if conn is None:
-                conn = self._conns[path] = connect(path, synchronous=self._sync)
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+def close(conn: sqlite3.Connection) -> None:
+    """Move the WAL into the database file, truncate the WAL, close."""
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.Error as exc:  # a reader holds an old snapshot: the close retries it
+        log.warning("checkpoint of a retired segment deferred: %s", exc)
+    finally:
+        conn.close()

@@ -77,10 +77,6 @@ class StreamLog:
         if not segments:
             self._new_segment()
 
-    def active_path(self) -> Path:
-        with self.lock:
-            return self.segments[-1].path
-
     def snapshot(self) -> list[Segment]:
         """A copy of the segment list, safe to use from any thread."""
         with self.lock:

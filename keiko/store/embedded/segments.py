@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,10 +54,9 @@ def connect(
         conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={synchronous}")
-        # Checkpoints run on their own thread (checkpoint.py), never inside a commit.
+        # Never checkpoint inside a commit; retired segments are checkpointed by
+        # checkpoint.py, and the active segment's WAL is bounded by segment_bytes.
         conn.execute("PRAGMA wal_autocheckpoint=0")
-        # After a checkpoint lets the WAL restart, truncate it back to this size.
-        conn.execute(f"PRAGMA journal_size_limit={64 * 1024 * 1024}")
     conn.execute("PRAGMA busy_timeout=10000")
     return conn
 
@@ -127,17 +127,26 @@ def read_rows(conn: sqlite3.Connection, start: int, limit: int) -> list[Record]:
 
 @dataclass
 class ReaderCache:
-    """Read-only connections per thread and segment path (readers never share the writer's)."""
+    """Read-only connections per thread and segment path (readers never share the writer's).
+
+    Bounded per thread (least recently used closed first): a long-lived store sees many
+    segments come and go, and open files must not pile up.
+    """
 
     local: threading.local = field(default_factory=threading.local)
+    max_open: int = 16
 
     def get(self, path: Path) -> sqlite3.Connection:
-        conns: dict[Path, sqlite3.Connection] | None = getattr(self.local, "conns", None)
+        conns: OrderedDict[Path, sqlite3.Connection] | None = getattr(self.local, "conns", None)
         if conns is None:
-            conns = self.local.conns = {}
+            conns = self.local.conns = OrderedDict()
         conn = conns.get(path)
-        if conn is None:
-            conn = conns[path] = connect(path, readonly=True)
+        if conn is not None:
+            conns.move_to_end(path)
+            return conn
+        conn = conns[path] = connect(path, readonly=True)
+        while len(conns) > self.max_open:
+            conns.popitem(last=False)[1].close()
         return conn
 
     def forget_missing(self) -> None:

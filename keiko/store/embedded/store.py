@@ -83,9 +83,7 @@ class EmbeddedStore:
         streams_dir = self.path / "streams"
         streams_dir.mkdir(parents=True, exist_ok=True)
         names = {s.value for s in Stream} | {p.name for p in streams_dir.iterdir() if p.is_dir()}
-        self._checkpointer = Checkpointer(
-            lambda: [lg.active_path() for lg in list(self._logs.values())], self._sync
-        )
+        self._checkpointer = Checkpointer()
         self._checkpointer.start()
         for name in sorted(names):
             self._open_log(name)
