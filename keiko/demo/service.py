@@ -309,14 +309,18 @@ class Service:
                 "peer.service": peer,
             }
         )
-        with self.tracer.start_as_current_span(
+        with self.client_span(name, attributes) as span:
+            return self.exchange(span, peer, method, path, payload)
+
+    def client_span(self, name: str, attributes: dict[str, Any]) -> Any:
+        """A CLIENT span whose status and exception events the caller sets itself."""
+        return self.tracer.start_as_current_span(
             name,
             kind=SpanKind.CLIENT,
             attributes=attributes,
             record_exception=False,
             set_status_on_exception=False,
-        ) as span:
-            return self.exchange(span, peer, method, path, payload)
+        )
 
     def exchange(
         self, span: Span, peer: str, method: str, path: str, payload: Json | None = None

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from keiko.demo import MODEL_API, REDIS, SERVICES
@@ -139,13 +139,7 @@ def cart_routes(svc: Service) -> list[Route]:
             "server.port": 6379,
             "peer.service": REDIS,
         }
-        with svc.tracer.start_as_current_span(
-            operation,
-            kind=SpanKind.CLIENT,
-            attributes=attributes,
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
+        with svc.client_span(operation, attributes) as span:
             try:
                 svc.faults.apply(REDIS)
                 work(0.5)
@@ -285,13 +279,7 @@ class Agent:
             "peer.service": MODEL_API,
         }
         started = time.perf_counter()
-        with self.svc.tracer.start_as_current_span(
-            f"chat {MODEL}",
-            kind=SpanKind.CLIENT,
-            attributes=attributes,
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
+        with self.svc.client_span(f"chat {MODEL}", attributes) as span:
             try:
                 reply = self.svc.exchange(
                     span,

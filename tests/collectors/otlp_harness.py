@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from fixtures.keiko import merge
 from google.protobuf.message import Message
 
 from collectors.otlp.component import SPEC, OtlpReceiver
@@ -31,17 +32,6 @@ SERVICES = {s.name: s.grpc_service for s in SIGNALS}
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run one async test scenario on a fresh event loop."""
     return asyncio.run(coro)
-
-
-def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``override`` merged in, nested dicts merged key by key."""
-    out = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 @dataclass
