@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make run    - create .venv, install keiko, start 'keiko run' (embedded store)"
 	@echo "             CONFIG=keiko.yaml to use a config file"
-	@echo "make test   - install everything the tests need and run the whole suite"
+	@echo "make test   - install everything the tests need, lint, and run the whole suite"
 	@echo "make lint   - ruff and mypy"
 	@echo "make bench  - ingest benchmark (see README, Performance)"
 	@echo "make demo   - send demo traffic to a running keiko"
@@ -55,7 +55,8 @@ debian-test-deps:
 	         "the tests that need them will fail" >&2; \
 	  fi; fi
 
-test: debian-test-deps $(TSTAMP)
+# Lint first: CI runs `make test`, so style and types are kept by the same command.
+test: debian-test-deps lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(TSTAMP)
