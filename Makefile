@@ -22,14 +22,19 @@ help:
 	@echo "make bench  - ingest benchmark (see README, Performance)"
 	@echo "make demo   - send demo traffic to a running keiko"
 
+# Without Debian's python3-venv there is no ensurepip: as root install it, otherwise make
+# the virtualenv without pip and bootstrap pip from its PyPI wheel (hash-checked).
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "keiko needs Python >= 3.11, this is " + sys.version.split()[0]'
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  rm -rf $(VENV); \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); \
 	  else \
-	    echo "error: '$(PYTHON) -m venv' failed. On Debian/Ubuntu: sudo apt-get install python3-venv" >&2; exit 1; \
-	  fi; }
+	    echo "no ensurepip (Debian: python3-venv is not installed): bootstrapping pip from PyPI"; \
+	    $(PYTHON) -m venv --without-pip $(VENV) && $(VENV)/bin/python deploy/bootstrap_pip.py; \
+	  fi; } || { echo "error: could not create $(VENV); on Debian: sudo apt-get install python3-venv" >&2; \
+	             rm -rf $(VENV); exit 1; }
 	@$(BIN)/python -m pip install -q --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml
