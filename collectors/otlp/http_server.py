@@ -32,7 +32,7 @@ from collectors.otlp.status import retry_after_header, rpc_status
 from keiko.errors import InvalidInput, KeikoError, NotFound, TooLarge, Unauthenticated
 from keiko.otlp_json import json_to_proto, proto_to_json
 from keiko.security import TokenCheck
-from keiko.units import split_endpoint
+from keiko.sockets import listen_socket
 
 TRANSPORT = "http"
 # OTLP exporters send every few seconds: keep their connections open across batches.
@@ -205,7 +205,7 @@ class HttpReceiver:
 
     async def start(self) -> None:
         """Bind the endpoint and start serving; raise RuntimeError naming the key if bind fails."""
-        sock = bind_socket(self._config.endpoint, "receivers.otlp.http.endpoint")
+        sock = listen_socket(self._config.endpoint, "receivers.otlp.http.endpoint")
         config = uvicorn.Config(
             self._app,
             lifespan="off",
@@ -248,23 +248,3 @@ class HttpReceiver:
             )
         except TimeoutError:
             server.force_exit = True
-
-
-def bind_socket(endpoint: str, key: str) -> socket.socket:
-    """A listening TCP socket on ``endpoint``; a failure names the config ``key``."""
-    host, port = split_endpoint(endpoint)
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        family, kind, proto, _, address = infos[0]
-        sock = socket.socket(family, kind, proto)
-    except OSError as exc:
-        raise RuntimeError(f"{key}: cannot listen on {endpoint}: {exc}") from None
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(1024)
-    except OSError as exc:
-        sock.close()
-        raise RuntimeError(f"{key}: cannot listen on {endpoint}: {exc.strerror or exc}") from None
-    sock.setblocking(False)
-    return sock

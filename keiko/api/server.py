@@ -13,7 +13,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from keiko.security import TLSConfig
-from keiko.units import split_endpoint
+from keiko.sockets import listen_socket
 
 log = logging.getLogger(__name__)
 
@@ -24,13 +24,6 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
-
-
-def bind(endpoint: str) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (port 0 picks a free one). OSError if taken."""
-    host, port = split_endpoint(endpoint)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family, backlog=2048)
 
 
 def url_of(sock: socket.socket, tls: bool) -> str:
@@ -53,7 +46,7 @@ class ApiServer:
 
     async def start(self) -> None:
         """Bind (errors surface here, naming the endpoint) and serve in a task."""
-        sock = bind(self.endpoint)
+        sock = listen_socket(self.endpoint, "api.endpoint")
         self.url = url_of(sock, self.tls is not None)
         config = uvicorn.Config(
             self.app,
