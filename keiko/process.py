@@ -118,7 +118,7 @@ class Keiko:
         if self.config.api.enabled:
             app = build_app(self.api_state, self.ctx.routes)
             self.api = ApiServer(app, self.config.api.endpoint, self.config.api.tls)
-            async with _part(f"API on {self.config.api.endpoint}"):
+            async with _part("API"):
                 await self.api.start()
         self._stats_task = asyncio.create_task(self._refresh_stats(), name="store-stats")
         self.api_state.components_started = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 from keiko.units import split_endpoint
@@ -19,6 +20,9 @@ def listen_socket(endpoint: str, key: str, backlog: int = 2048) -> socket.socket
     try:
         sock = socket.create_server((host, port), family=family, backlog=backlog)
     except OSError as exc:
-        raise RuntimeError(f"{key}: cannot listen on {endpoint}: {exc.strerror or exc}") from None
+        # create_server appends "(while attempting to bind on address ...)": the key and
+        # endpoint already say where
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise RuntimeError(f"{key}: cannot listen on {endpoint}: {why}") from None
     sock.setblocking(False)
     return sock
