@@ -152,7 +152,10 @@ def test_port_in_use_fails_start_with_status_1_naming_the_endpoint(
     with socket.create_server(("127.0.0.1", kp.ports["api"])):
         kp.start(wait=False)
         assert kp.wait(30) == 1
-    assert f"keiko could not start: API on 127.0.0.1:{kp.ports['api']}" in kp.log_text()
+    expected = (
+        f"keiko could not start: API: api.endpoint: cannot listen on 127.0.0.1:{kp.ports['api']}"
+    )
+    assert expected in kp.log_text()
 
 
 def test_second_keiko_on_the_same_data_dir_is_refused(keiko_process: KeikoFactory) -> None:
@@ -273,7 +276,7 @@ def test_failed_start_stops_what_had_started(tmp_path: Path) -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
         config.api.endpoint = f"127.0.0.1:{taken.getsockname()[1]}"
         keiko = Keiko(config)
-        with pytest.raises(Exception, match=r"API on 127\.0\.0\.1"):
+        with pytest.raises(Exception, match=r"api\.endpoint: cannot listen on 127\.0\.0\.1"):
             asyncio.run(keiko.start())
     # the store was closed (its lock released), so it can be opened for writing again
     store = open_store(config.store, read_only=False)
