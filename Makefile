@@ -8,8 +8,9 @@ CONFIG ?=
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
-# Debian packages the test suite starts as real peers.
-DEB_TEST_PACKAGES := nats-server
+# Debian packages the test suite starts as real peers, and what the eBPF probes need
+# (bcc from Debian's python3-bpfcc, never the unrelated PyPI package; kernel headers).
+DEB_TEST_PACKAGES := nats-server bpfcc-tools python3-bpfcc linux-headers-amd64 nftables iproute2
 PYTEST_ARGS ?=
 
 .PHONY: run test lint bench demo clean debian-test-deps help
@@ -39,10 +40,12 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install -q -e .
+	@$(BIN)/python deploy/bcc_shim.py
 	@touch $@
 
 $(TSTAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
+	@$(BIN)/python deploy/bcc_shim.py
 	@touch $@ $(STAMP)
 
 run: $(STAMP)
@@ -57,8 +60,10 @@ debian-test-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	  else \
 	    echo "warning: missing Debian packages:$$missing (run 'make test' as root, or install them);" \
-	         "the tests that need them will fail" >&2; \
+	         "the tests that need them will fail or skip with the reason" >&2; \
 	  fi; fi
+	@if [ "$$(id -u)" = 0 ]; then bash deploy/ebpf-host-setup.sh; fi
+	@$(BIN)/python deploy/bcc_shim.py 2>/dev/null || true
 
 # Lint first: CI runs `make test`, so style and types are kept by the same command.
 test: debian-test-deps lint
