@@ -1,7 +1,7 @@
 """What every bcc probe shares: compile + attach, clean detach, read-and-clear of maps.
 
 A probe subclasses ``BccProbe``, names its program (``programs/<name>.c``) and its
-tracepoints, and implements ``collect()`` with ``drain()`` and ``log2_histograms()``.
+tracepoints, and implements ``collect()`` with ``drain()`` and ``log2_histogram()``.
 Programs see their map sizes as macros (``MAX_CGROUPS``, ``MAX_CONNECTIONS``,
 ``MAX_REMOTE_ENDPOINTS``) and get ``PRELUDE`` (``keiko_log2``). Counters use bcc's
 ``map.atomic_increment(key, n)``; a full map drops new keys, which ``drain`` notices and
@@ -11,13 +11,15 @@ Programs see their map sizes as macros (``MAX_CGROUPS``, ``MAX_CONNECTIONS``,
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Mapping
-from importlib import resources
+import ctypes
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from ebpf.points import Collected, Log2Histogram, MetricPoint, PointKind
 from ebpf.probe import ProbeError
 
+PROGRAMS = Path(__file__).resolve().parent.parent / "programs"
 DEFAULT_SIZES = {"max_cgroups": 4096, "max_connections": 65536, "max_remote_endpoints": 4096}
 
 PRELUDE = r"""
@@ -25,12 +27,10 @@ PRELUDE = r"""
 static __always_inline u32 keiko_log2(u64 v) { return v > 1 ? bpf_log2l(v) - 1 : 0; }
 """
 
-MAX_SLOTS = 64
-
 
 def program_text(name: str) -> str:
     """The C text of ``ebpf/programs/<name>.c`` (shipped as package data)."""
-    return resources.files("ebpf").joinpath("programs", f"{name}.c").read_text()
+    return (PROGRAMS / f"{name}.c").read_text()
 
 
 def _why_and_fix(exc: Exception) -> tuple[str, str]:
@@ -71,8 +71,8 @@ class BccProbe:
                 self.name, f"bcc is not importable ({exc})", "apt-get install python3-bpfcc"
             ) from exc
         text = PRELUDE + program_text(self.program or self.name)
-        try:
-            self.bpf = BPF(text=text, cflags=self.cflags())
+        try:  # bcc warns (DeprecationWarning) about str arguments: hand it bytes
+            self.bpf = BPF(text=text.encode(), cflags=self.cflags())
         except Exception as exc:  # bcc raises bare Exceptions for compile/load/attach
             raise ProbeError(self.name, *_why_and_fix(exc)) from exc
 
@@ -85,7 +85,7 @@ class BccProbe:
     def table(self, name: str) -> Any:
         if self.bpf is None:
             raise RuntimeError(f"probe {self.name} is not loaded")
-        return self.bpf[name]
+        return self.bpf[name.encode()]
 
     def collect(self) -> Collected:
         raise NotImplementedError
@@ -116,32 +116,26 @@ class BccProbe:
 
 def drain(table: Any) -> list[tuple[Any, Any]]:
     """Read every entry of a BPF hash and delete it: one batch syscall where the kernel
-    has it (5.6+), else read then delete key by key (increments in between are lost)."""
+    has it (5.6+), else read then delete key by key (increments in between are lost).
+    Scalar keys and values come back as ints, structs as their ctypes objects."""
     try:
-        return list(table.items_lookup_and_delete_batch())
+        items = list(table.items_lookup_and_delete_batch())
     except Exception:  # bcc raises bare Exception when the kernel lacks the batch op
         items = list(table.items())
         for key, _ in items:
             with contextlib.suppress(KeyError):
                 del table[key]
-        return items
+    return [(_plain(key), _plain(value)) for key, value in items]
 
 
-def log2_histograms(
-    slots: Iterable[tuple[int, int, int]], totals: Mapping[int, int], unit: str
-) -> dict[int, Log2Histogram]:
-    """(group, slot, count) triples and per-group sums → one Log2Histogram per group."""
-    counts: dict[int, list[int]] = {}
-    for group, slot, count in slots:
-        buckets = counts.setdefault(group, [])
-        slot = min(slot, MAX_SLOTS - 1)
-        if len(buckets) <= slot:
-            buckets.extend([0] * (slot + 1 - len(buckets)))
-        buckets[slot] += count
-    return {
-        group: Log2Histogram(
-            tuple(buckets), unit, float(totals[group]) if group in totals else None
-        )
-        for group, buckets in counts.items()
-        if any(buckets)
-    }
+def _plain(obj: Any) -> Any:
+    # The batch call yields ints for scalar maps, items() yields c_ulong & co.
+    return obj.value if isinstance(obj, ctypes._SimpleCData) else obj
+
+
+def log2_histogram(slots: Sequence[int], unit: str, total: float | None) -> Log2Histogram:
+    """A program's log2 slot array as a Log2Histogram, without the empty top slots."""
+    counts = list(slots)
+    while len(counts) > 1 and not counts[-1]:
+        counts.pop()
+    return Log2Histogram(tuple(int(c) for c in counts), unit, total)
