@@ -115,7 +115,7 @@ for _ in range({FAILED_OPENS}):
     finally:
         probe.close()
     mine = {
-        (p.labels["syscall"], p.labels["errno"]): p.value
+        (p.labels["syscall"], p.labels["errno"]): float(p.value)  # type: ignore[arg-type]
         for p in first.points
         if p.cgroup_id == cg.id and p.name == "keiko.ebpf.syscalls.failed"
     }

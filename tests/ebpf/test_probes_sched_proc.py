@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
 
 import pytest
-from fixtures.cgroups import Cgroup, v2_cgroup
+from fixtures.cgroups import CGROUP_FS, Cgroup, cgroup, v2_cgroup
 
 from ebpf.points import Collected, Log2Histogram, MetricPoint
-from ebpf.probes import PROBES, runqlat  # noqa: F401  (importing registers)
+from ebpf.probes import PROBES, proc, runqlat  # noqa: F401  (importing registers)
 from ebpf.probes.base import BccProbe
 
 pytestmark = pytest.mark.requires_bpf
@@ -51,6 +53,12 @@ def of(collected: Collected, name: str, cgroup_id: int) -> list[MetricPoint]:
     return [p for p in collected.points if p.name == name and p.cgroup_id == cgroup_id]
 
 
+def counter(collected: Collected, name: str, cgroup_id: int) -> float:
+    values = [p.value for p in of(collected, name, cgroup_id)]
+    assert all(isinstance(v, float) for v in values), values
+    return sum(v for v in values if isinstance(v, float))
+
+
 def test_runqlat_histogram_and_switches_of_a_cgroup(cg: Cgroup) -> None:
     probe = loaded("runqlat")
     try:
@@ -69,7 +77,47 @@ def test_runqlat_histogram_and_switches_of_a_cgroup(cg: Cgroup) -> None:
     assert hist.total is not None and 0 < hist.total / hist.count < 1000, hist
     busiest = max(range(len(hist.counts)), key=hist.counts.__getitem__)
     assert busiest <= 9, f"most waits should be under 1 ms on an idle CPU: {hist}"
-    (switches,) = of(first, "keiko.ebpf.sched.switches", cg.id)
-    assert switches.value >= wakeups
+    assert counter(first, "keiko.ebpf.sched.switches", cg.id) >= wakeups
     assert not of(second, "keiko.ebpf.runq.latency", cg.id), "collect() must reset"
     assert not of(second, "keiko.ebpf.sched.switches", cg.id)
+
+
+def test_proc_counts_execs_and_exits_of_a_cgroup(cg: Cgroup) -> None:
+    probe = loaded("proc")
+    try:
+        probe.collect()
+        # The shell itself, the $(seq) subshell and 50 children: 52 execs and 52 exits.
+        done = cg.run(["sh", "-c", "for i in $(seq 50); do /bin/true; done"])
+        assert done.returncode == 0, done.stderr
+        first, second = probe.collect(), probe.collect()
+    finally:
+        probe.close()
+    assert 52 <= counter(first, "keiko.ebpf.process.execs", cg.id) <= 55
+    assert 52 <= counter(first, "keiko.ebpf.process.exits", cg.id) <= 55
+    assert not counter(first, "keiko.ebpf.oom.kills", cg.id)
+    assert not [p for p in second.points if p.cgroup_id == cg.id], "collect() must reset"
+
+
+V1_MEMORY = CGROUP_FS / "memory"
+HOG = "b = bytearray(b'x') * (200 << 20)"  # touches every page: 200 MiB of RSS
+
+
+def test_proc_attributes_an_oom_kill_to_the_victims_cgroup(cg: Cgroup) -> None:
+    if not (V1_MEMORY / "memory.limit_in_bytes").exists():
+        pytest.skip("needs the cgroup v1 memory controller (hybrid hierarchy)")
+    probe = loaded("proc")
+    try:
+        with cgroup(V1_MEMORY) as memory:
+            (memory.path / "memory.limit_in_bytes").write_text(str(32 << 20))
+            script = memory.shell_enter() + cg.shell_enter() + 'exec "$@"'
+            hog = subprocess.run(
+                ["sh", "-c", script, "sh", sys.executable, "-c", HOG],
+                capture_output=True,
+                timeout=60,
+            )
+        first = probe.collect()
+    finally:
+        probe.close()
+    assert hog.returncode == -signal.SIGKILL, hog.stderr
+    assert counter(first, "keiko.ebpf.oom.kills", cg.id) == 1
+    assert counter(first, "keiko.ebpf.process.exits", cg.id) == 1
