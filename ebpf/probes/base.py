@@ -60,6 +60,10 @@ class BccProbe:
         """Map sizes as -D macros, e.g. ``-DMAX_CGROUPS=4096``."""
         return [f"-D{key.upper()}={int(value)}" for key, value in self.sizes.items()]
 
+    def source(self) -> str:
+        """The C text handed to bcc: PRELUDE and the program (override to add to it)."""
+        return PRELUDE + program_text(self.program or self.name)
+
     def load(self) -> None:
         """Compile and attach; any failure becomes a ProbeError with the fix."""
         if self.bpf is not None:
@@ -70,7 +74,7 @@ class BccProbe:
             raise ProbeError(
                 self.name, f"bcc is not importable ({exc})", "apt-get install python3-bpfcc"
             ) from exc
-        text = PRELUDE + program_text(self.program or self.name)
+        text = self.source()
         try:  # bcc warns (DeprecationWarning) about str arguments: hand it bytes
             self.bpf = BPF(text=text.encode(), cflags=self.cflags())
         except Exception as exc:  # bcc raises bare Exceptions for compile/load/attach
