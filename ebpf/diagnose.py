@@ -7,11 +7,16 @@ function serves `keiko ebpf check`, the agent's start-up and the tests' ``requir
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import platform
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from ebpf.probe import ProbeError
 
 # Capability bits (linux/capability.h).
 CAP_SYS_ADMIN = 21
@@ -136,3 +141,45 @@ def bpf_unusable_reason(host: Host | None = None) -> str | None:
     """One line for a pytest skip or a log: None when BPF is usable."""
     problems = diagnose(host)
     return "; ".join(str(p) for p in problems) or None
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeCheck:
+    """The outcome of loading one probe: ok, or why not and how to fix it."""
+
+    probe: str
+    ok: bool
+    why: str = ""
+    fix: str = ""
+    load_seconds: float = 0.0
+
+
+def check_probe(probe: Any, host_problems: list[Problem], host: Host | None = None) -> ProbeCheck:
+    """Load ``probe`` (then close it) unless the host or its tracepoints already rule it out."""
+    name = probe.name
+    if host_problems:
+        return ProbeCheck(
+            name,
+            False,
+            "; ".join(p.why for p in host_problems),
+            "; ".join(p.fix for p in host_problems),
+        )
+    missing = missing_tracepoints(tuple(probe.tracepoints), host)
+    if missing:
+        return ProbeCheck(
+            name,
+            False,
+            f"tracepoint(s) missing in this kernel: {', '.join(missing)}",
+            "a kernel with these tracepoints (see /sys/kernel/tracing/events)",
+        )
+    started = time.perf_counter()
+    try:
+        probe.load()
+    except ProbeError as exc:
+        return ProbeCheck(name, False, exc.why, exc.fix)
+    except Exception as exc:  # a probe's own bug: report it rather than crash the check
+        return ProbeCheck(name, False, f"{type(exc).__name__}: {exc}", "report this bug")
+    finally:
+        with contextlib.suppress(Exception):
+            probe.close()
+    return ProbeCheck(name, True, load_seconds=time.perf_counter() - started)

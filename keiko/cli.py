@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 
 from keiko import __version__
 from keiko.commands import config as config_cmd
@@ -58,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                 raise  # the module exists but one of its imports is missing: a real bug
             continue
         optional.register(subparsers)
+    # Stage packages add their own commands (e.g. `keiko ebpf`) through this entry point.
+    for ep in entry_points(group="keiko.commands"):
+        ep.load()(subparsers)
     return parser
 
 

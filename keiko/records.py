@@ -28,6 +28,8 @@ class Kind(StrEnum):
     OTLP_LOGS = "otlp.logs.v1+proto"
     # A keiko event (anomaly, incident, alert state change ...) as a JSON object.
     EVENT_JSON = "keiko.event+json"
+    # TCP edges (client container/pod -> server address) seen by the eBPF agent, as JSON.
+    EDGES_JSON = "keiko.edges+json"
 
 
 @dataclass(frozen=True, slots=True)
