@@ -19,26 +19,27 @@ class RunqlatProbe(BccProbe):
     )
 
     def collect(self) -> Collected:
-        points = [
-            MetricPoint(
-                "keiko.ebpf.runq.latency",
-                PointKind.HISTOGRAM,
-                log2_histogram(hist.slots, "us", float(hist.total_us)),
-                cgroup_id=cgroup,
-                unit="us",
-                description="Time runnable tasks waited in a CPU run queue",
+        points = []
+        for cgroup, sched in self.drain("runq"):
+            if any(sched.slots):
+                points.append(
+                    MetricPoint(
+                        "keiko.ebpf.runq.latency",
+                        PointKind.HISTOGRAM,
+                        log2_histogram(sched.slots, "us", float(sched.total_us)),
+                        cgroup_id=cgroup,
+                        unit="us",
+                        description="Time runnable tasks waited in a CPU run queue",
+                    )
+                )
+            points.append(
+                MetricPoint(
+                    "keiko.ebpf.sched.switches",
+                    PointKind.COUNTER,
+                    float(sched.switches),
+                    cgroup_id=cgroup,
+                    unit="1",
+                    description="Context switches away from the cgroup's tasks",
+                )
             )
-            for cgroup, hist in self.drain("runq_hist")
-        ]
-        points += [
-            MetricPoint(
-                "keiko.ebpf.sched.switches",
-                PointKind.COUNTER,
-                float(count),
-                cgroup_id=cgroup,
-                unit="1",
-                description="Context switches away from the cgroup's tasks",
-            )
-            for cgroup, count in self.drain("switches")
-        ]
         return Collected(points + self.map_full_points())

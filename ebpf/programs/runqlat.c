@@ -12,9 +12,10 @@
 #define SLOTS 32        /* 2^31 us = 36 min; longer waits land in the last slot */
 #define TASK_STATE_MASK 0xff  /* report bits; a preempted prev shows only 0x100 (R+) */
 
-struct hist {
-    u64 slots[SLOTS];   /* log2 buckets of the delay in microseconds */
+struct cgroup_sched {
+    u64 slots[SLOTS];   /* log2 buckets of the run-queue delay in microseconds */
     u64 total_us;
+    u64 switches;       /* context switches away from the cgroup's tasks */
 };
 
 struct parked {
@@ -23,10 +24,11 @@ struct parked {
     u64 delay_us;
 };
 
-BPF_HASH(enqueued, u32, u64, MAX_PIDS);
+/* LRU: a task woken while still running, that then exits, leaves a stamp nobody
+ * consumes; eviction bounds those without a delete on every switch-out. */
+BPF_TABLE("lru_hash", u32, u64, enqueued, MAX_PIDS);
 BPF_PERCPU_ARRAY(parked, struct parked, 1);
-BPF_HASH(runq_hist, u64, struct hist, MAX_CGROUPS);
-BPF_HASH(switches, u64, u64, MAX_CGROUPS);
+BPF_HASH(runq, u64, struct cgroup_sched, MAX_CGROUPS);
 
 static __always_inline int enqueue(u32 pid)
 {
@@ -48,22 +50,21 @@ TRACEPOINT_PROBE(sched, sched_switch)
         return 0;
     if (prev) {
         u64 cgroup = bpf_get_current_cgroup_id();
-        switches.atomic_increment(cgroup);
-        if (p->pid == prev) {
-            struct hist empty = {}, *h = runq_hist.lookup_or_try_init(&cgroup, &empty);
-            if (h) {
+        struct cgroup_sched empty = {}, *c = runq.lookup_or_try_init(&cgroup, &empty);
+        if (c) {
+            __sync_fetch_and_add(&c->switches, 1);
+            if (p->pid == prev) {
                 u32 slot = keiko_log2(p->delay_us);
                 if (slot >= SLOTS)
                     slot = SLOTS - 1;
-                __sync_fetch_and_add(&h->slots[slot], 1);
-                __sync_fetch_and_add(&h->total_us, p->delay_us);
+                __sync_fetch_and_add(&c->slots[slot], 1);
+                __sync_fetch_and_add(&c->total_us, p->delay_us);
             }
         }
-        /* Preempted: back in the queue now. Asleep: a stale wakeup stamp must go. */
+        /* Preempted: back in the queue now. (A sleeper gets a fresh stamp at wakeup, so
+         * a stale one is always overwritten before a switch-in could read it.) */
         if ((args->prev_state & TASK_STATE_MASK) == 0)
             enqueue(prev);
-        else
-            enqueued.delete(&prev);
     }
     p->pid = 0;
     u64 *ts = enqueued.lookup(&next);
