@@ -86,15 +86,19 @@ def test_proc_counts_execs_and_exits_of_a_cgroup(cg: Cgroup) -> None:
     probe = loaded("proc")
     try:
         probe.collect()
-        # The shell itself, the $(seq) subshell and 50 children: 52 execs and 52 exits.
-        done = cg.run(["sh", "-c", "for i in $(seq 50); do /bin/true; done"])
+        # The shell, the $(seq) subshell, 50 children and a shell that kills itself with
+        # SIGTERM: 53 execs, 53 exits, one of them by a signal.
+        loop = "for i in $(seq 50); do /bin/true; done; sh -c 'kill -TERM $$'; true"
+        done = cg.run(["sh", "-c", loop])
         assert done.returncode == 0, done.stderr
         first, second = probe.collect(), probe.collect()
     finally:
         probe.close()
-    assert 52 <= counter(first, "keiko.ebpf.process.execs", cg.id) <= 55
-    assert 52 <= counter(first, "keiko.ebpf.process.exits", cg.id) <= 55
+    assert 53 <= counter(first, "keiko.ebpf.process.execs", cg.id) <= 56
+    assert 53 <= counter(first, "keiko.ebpf.process.exits", cg.id) <= 56
     assert not counter(first, "keiko.ebpf.oom.kills", cg.id)
+    (killed,) = of(first, "keiko.ebpf.process.signaled", cg.id)
+    assert killed.labels == {"signal": "SIGTERM"} and killed.value == 1
     assert not [p for p in second.points if p.cgroup_id == cg.id], "collect() must reset"
 
 
@@ -121,3 +125,5 @@ def test_proc_attributes_an_oom_kill_to_the_victims_cgroup(cg: Cgroup) -> None:
     assert hog.returncode == -signal.SIGKILL, hog.stderr
     assert counter(first, "keiko.ebpf.oom.kills", cg.id) == 1
     assert counter(first, "keiko.ebpf.process.exits", cg.id) == 1
+    (killed,) = of(first, "keiko.ebpf.process.signaled", cg.id)
+    assert killed.labels == {"signal": "SIGKILL"} and killed.value == 1
