@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -13,9 +14,10 @@ from pathlib import Path
 
 import pytest
 from fixtures.cgroups import Cgroup, v2_cgroup, v2_root
+from netns import Netns, NetnsUnavailable, veth_netns
 
 from ebpf.points import Collected, Log2Histogram, MetricPoint
-from ebpf.probes import PROBES, tcplife  # noqa: F401  (importing registers)
+from ebpf.probes import PROBES, tcplife, tcpretrans  # noqa: F401  (importing registers)
 from ebpf.probes.base import BccProbe
 
 pytestmark = pytest.mark.requires_bpf
@@ -125,3 +127,85 @@ def test_tcplife_connects_failures_accepts_latency_lifetime_and_edges(cg: Cgroup
     assert edges[0].connects == CONNECTS and edges[0].latency_us_total == latency.total
     assert not [p for p in second.points if p.cgroup_id == cg.id], "collect() must reset"
     assert not [e for e in second.edges if e.cgroup_id == cg.id]
+
+
+SINK, HOLD, CLOSED = 7000, 7001, 7002
+# Inside the namespace: SINK reads everything until EOF, HOLD reads until the peer resets.
+SERVER = f"""
+import socket, threading
+def serve(port):
+    with socket.create_server(("0.0.0.0", port)) as listener:
+        while True:
+            conn, _ = listener.accept()
+            try:
+                while conn.recv(1 << 16):
+                    pass
+            except ConnectionResetError:
+                pass
+            conn.close()
+for port in ({SINK}, {HOLD}):
+    threading.Thread(target=serve, args=(port,), daemon=True).start()
+print("ready", flush=True)
+threading.Event().wait()
+"""
+# In the test cgroup: 256 KB through the lossy SINK port, a reset sent (SO_LINGER 0 close on
+# HOLD), a reset received (connect to CLOSED).
+SENDER = f"""
+import socket, struct, sys
+addr = sys.argv[1]
+with socket.create_connection((addr, {SINK}), timeout=20) as c:
+    c.sendall(b"x" * (256 << 10))
+    c.shutdown(socket.SHUT_WR)
+    c.recv(1)
+c = socket.create_connection((addr, {HOLD}), timeout=5)
+c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+c.close()
+try:
+    socket.create_connection((addr, {CLOSED}), timeout=5)
+except ConnectionRefusedError:
+    pass
+else:
+    sys.exit("the connect to a closed port was not refused")
+"""
+
+
+@pytest.fixture
+def lossy_netns() -> Iterator[Netns]:
+    """A namespace whose server drops 30% of the segments arriving on SINK."""
+    try:
+        with veth_netns() as ns:
+            ns.drop_input(SINK, 3)
+            server = subprocess.Popen(
+                ns.argv([sys.executable, "-c", SERVER]), stdout=subprocess.PIPE, text=True
+            )
+            try:
+                assert server.stdout is not None and server.stdout.readline() == "ready\n"
+                yield ns
+            finally:
+                server.kill()
+                server.wait()
+    except NetnsUnavailable as exc:
+        pytest.skip(f"network namespaces unusable: {exc}")
+
+
+def test_tcpretrans_retransmits_and_resets_of_a_cgroup(cg: Cgroup, lossy_netns: Netns) -> None:
+    probe = loaded("tcpretrans")
+    try:
+        probe.collect()
+        done = cg.run([sys.executable, "-c", SENDER, lossy_netns.addr])
+        assert done.returncode == 0, done.stderr
+        time.sleep(0.05)
+        first, second = probe.collect(), probe.collect()
+    finally:
+        probe.close()
+    addr = lossy_netns.addr
+    retransmits = point(first, "keiko.ebpf.tcp.retransmits", cg.id, remote=f"{addr}:{SINK}")
+    assert retransmits.value >= 1
+    sent = point(first, "keiko.ebpf.tcp.resets.sent", cg.id, remote=f"{addr}:{HOLD}")
+    assert sent.value == 1
+    received = point(first, "keiko.ebpf.tcp.resets.received", cg.id, remote=f"{addr}:{CLOSED}")
+    assert received.value == 1
+    # The namespace's kernel answered the SYN to CLOSED without a socket: host, local side.
+    refused = point(first, "keiko.ebpf.tcp.resets.sent", 0, local=f"{addr}:{CLOSED}")
+    assert refused.value == 1
+    assert not [p for p in second.points if p.cgroup_id == cg.id], "collect() must reset"
