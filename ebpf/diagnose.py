@@ -96,9 +96,8 @@ def diagnose(host: Host | None = None) -> list[Problem]:
         problems.append(
             Problem(
                 f"not root (uid {host.euid}) and neither CAP_BPF+CAP_PERFMON nor CAP_SYS_ADMIN",
-                "run as root, or grant the capabilities "
-                "(setcap cap_bpf,cap_perfmon+ep, or securityContext.capabilities.add: "
-                "[BPF, PERFMON] in Kubernetes)",
+                "run as root, or grant CAP_BPF+CAP_PERFMON (setcap cap_bpf,cap_perfmon+ep; in "
+                "Kubernetes securityContext.capabilities.add: [BPF, PERFMON]) or CAP_SYS_ADMIN",
             )
         )
     if not host.bcc:
