@@ -4,30 +4,20 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fixtures.cgroups import Cgroup, v2_cgroup
+from fixtures.probes import loaded
 
 from ebpf.points import Collected, Log2Histogram
-from ebpf.probes import PROBES, biolatency, syscalls  # noqa: F401  (importing registers)
-from ebpf.probes.base import BccProbe
+from ebpf.probes import biolatency, syscalls  # noqa: F401  (importing registers)
 from ebpf.probes.biolatency import device_name
 
 pytestmark = pytest.mark.requires_bpf
 
 FAILED_OPENS = 1000
-
-
-def loaded(name: str) -> BccProbe:
-    probe = PROBES[name]({"max_cgroups": 1024})
-    assert isinstance(probe, BccProbe)
-    started = time.monotonic()
-    probe.load()
-    assert time.monotonic() - started < 1.0, "loading must stay well under a second"
-    return probe
 
 
 @pytest.fixture
@@ -115,7 +105,7 @@ for _ in range({FAILED_OPENS}):
     finally:
         probe.close()
     mine = {
-        (p.labels["syscall"], p.labels["errno"]): float(p.value)  # type: ignore[arg-type]
+        (p.labels["syscall"], p.labels["errno"]): float(p.value)
         for p in first.points
         if p.cgroup_id == cg.id and p.name == "keiko.ebpf.syscalls.failed"
     }

@@ -5,15 +5,14 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import pytest
 from fixtures.cgroups import CGROUP_FS, Cgroup, cgroup, v2_cgroup
+from fixtures.probes import loaded
 
 from ebpf.points import Collected, Log2Histogram, MetricPoint
-from ebpf.probes import PROBES, proc, runqlat  # noqa: F401  (importing registers)
-from ebpf.probes.base import BccProbe
+from ebpf.probes import proc, runqlat  # noqa: F401  (importing registers)
 
 pytestmark = pytest.mark.requires_bpf
 
@@ -40,15 +39,6 @@ def cg() -> Iterator[Cgroup]:
         yield made
 
 
-def loaded(name: str) -> BccProbe:
-    probe = PROBES[name]({"max_cgroups": 1024})
-    assert isinstance(probe, BccProbe)
-    started = time.monotonic()
-    probe.load()
-    assert time.monotonic() - started < 1.0, "loading must stay well under a second"
-    return probe
-
-
 def of(collected: Collected, name: str, cgroup_id: int) -> list[MetricPoint]:
     return [p for p in collected.points if p.name == name and p.cgroup_id == cgroup_id]
 
@@ -72,12 +62,13 @@ def test_runqlat_histogram_and_switches_of_a_cgroup(cg: Cgroup) -> None:
     hist = latency.value
     assert isinstance(hist, Log2Histogram) and hist.unit == "us"
     wakeups = 2 * ROUND_TRIPS
-    # Python start-up and exit add a few hundred of their own.
-    assert wakeups <= hist.count <= wakeups * 1.05 + 500, hist
-    assert hist.total is not None and 0 < hist.total / hist.count < 1000, hist
-    busiest = max(range(len(hist.counts)), key=hist.counts.__getitem__)
-    assert busiest <= 9, f"most waits should be under 1 ms on an idle CPU: {hist}"
-    assert counter(first, "keiko.ebpf.sched.switches", cg.id) >= wakeups
+    # Python start-up and exit add a few hundred; a peer preempted before it blocked is
+    # switched in without a wakeup (still measured, from its preemption) on a busy host.
+    assert wakeups * 0.95 <= hist.count <= wakeups * 1.05 + 500, hist
+    assert hist.total is not None and 0 < hist.total / hist.count < 10_000, hist
+    below = sum(hist.counts[:14])  # buckets under 2**14 us = 16 ms
+    assert below >= hist.count * 0.9, f"most waits should be short: {hist}"
+    assert counter(first, "keiko.ebpf.sched.switches", cg.id) >= wakeups * 0.95
     assert not of(second, "keiko.ebpf.runq.latency", cg.id), "collect() must reset"
     assert not of(second, "keiko.ebpf.sched.switches", cg.id)
 
