@@ -9,6 +9,7 @@ dropped instead of queueing without bound.
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import random
 import threading
@@ -20,12 +21,30 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 # (weight, method, path, body): what users do on the shop.
-MIX: tuple[tuple[int, str, str, dict[str, str] | None], ...] = (
+Route = tuple[int, str, str, dict[str, str] | None]  # weight, method, path, JSON body
+MIX: tuple[Route, ...] = (
     (5, "GET", "/", None),
     (3, "POST", "/checkout", {}),
     (2, "POST", "/assistant", {"question": "What is in my cart?"}),
 )
 USERS = 40
+
+
+def interleave(mix: tuple[Route, ...]) -> list[Route]:
+    """One round of the mix with each route ``weight`` times, spread out (smooth weighted
+    round robin): every route, and so every service, is called within the first round,
+    so even a two-second demo shows them all; random draws could leave one out."""
+    total = sum(weight for weight, *_ in mix)
+    current = [0] * len(mix)
+    order = []
+    for _ in range(total):
+        current = [c + weight for c, (weight, *_) in zip(current, mix, strict=True)]
+        best = max(range(len(mix)), key=current.__getitem__)
+        current[best] -= total
+        order.append(mix[best])
+    return order
+
+
 TIMEOUT_S = 15.0
 
 
@@ -90,6 +109,7 @@ class LoadGenerator:
         self.concurrency = concurrency
         self.stats = LoadStats()
         self._rng = random.Random(seed)
+        self._routes = itertools.cycle(interleave(MIX))
         self._inflight = threading.Semaphore(concurrency)
 
     def run(
@@ -127,8 +147,7 @@ class LoadGenerator:
         if not self._inflight.acquire(blocking=False):
             self.stats.dropped += 1
             return
-        weights = [w for w, *_ in MIX]
-        _, method, path, body = self._rng.choices(MIX, weights)[0]
+        _, method, path, body = next(self._routes)
         user = f"u{self._rng.randint(1, USERS)}"
         pool.submit(self._request, method, path, {**(body or {}), "user": user}, user)
 
