@@ -15,13 +15,14 @@ from google.protobuf.message import DecodeError
 
 from keiko.humanize import rfc3339
 from keiko.otlp_json import REQUEST_CLASSES, proto_to_json
-from keiko.records import Kind, Record
+from keiko.records import Record
 from keiko.store.base import StoreStats
 
 
 def payload_json(record: Record) -> tuple[str, Any]:
-    """``(encoding, payload)``: ``json`` events, ``otlp_json`` OTLP batches, else ``base64``."""
-    if record.kind == Kind.EVENT_JSON:
+    """``(encoding, payload)``: ``json`` for JSON kinds (events, edges: any ``...+json``),
+    ``otlp_json`` for OTLP batches, else ``base64``."""
+    if record.kind.endswith("+json"):
         try:
             return "json", json.loads(record.payload)
         except ValueError:
