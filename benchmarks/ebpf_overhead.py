@@ -83,20 +83,32 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def peak_rss_mib(pid: int) -> float:
+def status_mib(pid: int, field: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return 0.0
 
 
-def start_agent(tmp: Path) -> subprocess.Popen[bytes]:
+def peak_rss_mib(pid: int) -> float:
+    return status_mib(pid, "VmHWM")
+
+
+def rss_mib(pid: int) -> float:
+    return status_mib(pid, "VmRSS")
+
+
+ALL_PROBES = ("runqlat", "biolatency", "syscalls", "proc", "tcplife", "tcpretrans")
+
+
+def start_agent(tmp: Path, probes: list[str]) -> subprocess.Popen[bytes]:
+    switches = ", ".join(f"{p}: {str(p in probes).lower()}" for p in ALL_PROBES)
     config = tmp / "keiko.yaml"
     config.write_text(
         f"store: {{embedded: {{path: {tmp / 'data'}}}}}\n"
         "api: {enabled: false}\n"
         "receivers: {otlp: {enabled: false}}\n"
-        "probes: {ebpf: {interval: 10s}}\n"
+        f"probes: {{ebpf: {{interval: 10s, probes: {{{switches}}}}}}}\n"
         "logging: {level: info}\n"
     )
     log = open(tmp / "keiko.log", "wb")  # noqa: SIM115 - lives as long as the process
@@ -118,17 +130,23 @@ def main() -> int:
     )
     ap.add_argument("--duration", type=float, default=20.0, help="seconds per phase")
     ap.add_argument("--json", help="write the results here too")
+    ap.add_argument(
+        "--probes",
+        default=",".join(ALL_PROBES),
+        help="comma-separated probes to attach (default: all)",
+    )
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root: the probes are loaded into the kernel")
     base = workload(args.duration)
     with tempfile.TemporaryDirectory(prefix="keiko-ebpf-bench-") as tmp:
-        agent = start_agent(Path(tmp))
+        agent = start_agent(Path(tmp), args.probes.split(","))
         cpu0 = cpu_seconds(agent.pid)
         t0 = time.monotonic()
         probed = workload(args.duration)
         agent_cpu = (cpu_seconds(agent.pid) - cpu0) / (time.monotonic() - t0)
         rss = peak_rss_mib(agent.pid)
+        rss_now = rss_mib(agent.pid)
         agent.terminate()
         agent.wait(30)
         log_tail = (Path(tmp) / "keiko.log").read_text()[-2000:]
@@ -139,6 +157,8 @@ def main() -> int:
         "slowdown": {k: 1 - probed[k] / base[k] for k in base},
         "agent_cpu_share_of_one_core": agent_cpu,
         "agent_peak_rss_mib": rss,
+        "agent_rss_mib": rss_now,
+        "probes": args.probes,
     }
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
@@ -151,7 +171,8 @@ def main() -> int:
         f"{probed['context_switches']:,.0f} context switches/s"
     )
     print("slowdown: " + ", ".join(f"{k} {v:+.1%}" for k, v in result["slowdown"].items()))
-    print(f"agent: {agent_cpu:.2%} of one core, peak RSS {rss:.0f} MiB")
+    print(f"probes: {args.probes}")
+    print(f"agent: {agent_cpu:.2%} of one core, RSS {rss_now:.0f} MiB (peak {rss:.0f} MiB)")
     if "probe" not in log_tail:
         print("note: see the agent log for which probes loaded", file=sys.stderr)
     return 0

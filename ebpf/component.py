@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -111,6 +112,7 @@ class EbpfAgent:
             loaded = [p for p in self.probes if not self._closed and self._load_one(p)]
         if loaded:
             self.mode = "bpf"
+            release_compiler_memory()
             log.info("eBPF agent: %d probes loaded: %s", len(loaded), ", ".join(self.up))
             return loaded
         why = "; ".join(str(p) for p in problems) or "no probe could be loaded"
@@ -224,3 +226,13 @@ SPEC = ComponentSpec(
     "connections and retransmits, disk latency, failed syscalls, process lifecycle) per "
     "container and pod; cgroupfs/procfs fallback where BPF is unusable.",
 )
+
+
+def release_compiler_memory() -> None:
+    """Give back the heap bcc's compiler (LLVM) freed while compiling the probes.
+
+    glibc keeps freed memory in its arenas; after six compiles that is about 40 MiB of the
+    agent's RSS (measured: 202 -> 160 MiB). The compiler's code pages stay mapped.
+    """
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim this way
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
