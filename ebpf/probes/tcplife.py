@@ -13,35 +13,24 @@ from typing import Any
 
 from ebpf.points import Collected, MetricPoint, PointKind, TcpEdge
 from ebpf.probes import register
-from ebpf.probes.base import BccProbe, log2_histogram
+from ebpf.probes.base import log2_histogram
 from ebpf.probes.tcpsock import (
+    SockCgroupProbe,
     address,
     drop_points,
     endpoint,
-    sock_cgroup_cflags,
-    with_sock_cgroup,
 )
 
 DROP_MAPS = ("socks", "stats")  # index i of the C drops[] array
 
 
 @register("tcplife")
-class TcpLife(BccProbe):
+class TcpLife(SockCgroupProbe):
     """TCP connects, accepts, failures, connect latency and lifetime per cgroup/endpoint."""
 
     name = "tcplife"
     program = "tcplife"
     tracepoints: tuple[str, ...] = ("sock:inet_sock_set_state",)
-
-    def __init__(self, sizes: dict[str, Any] | None = None) -> None:
-        super().__init__(sizes)
-        self._drops_seen: dict[str, int] = {}
-
-    def cflags(self) -> list[str]:
-        return super().cflags() + sock_cgroup_cflags(self.name)
-
-    def source(self) -> str:
-        return with_sock_cgroup(super().source())
 
     def collect(self) -> Collected:
         out = Collected()

@@ -13,8 +13,7 @@ from typing import Any
 
 from ebpf.points import Collected, MetricPoint, PointKind
 from ebpf.probes import register
-from ebpf.probes.base import BccProbe
-from ebpf.probes.tcpsock import drop_points, endpoint, sock_cgroup_cflags, with_sock_cgroup
+from ebpf.probes.tcpsock import SockCgroupProbe, drop_points, endpoint
 
 DROP_MAPS = ("servers", "counts")  # index i of the C drops[] array
 SERIES = (
@@ -25,7 +24,7 @@ SERIES = (
 
 
 @register("tcpretrans")
-class TcpRetrans(BccProbe):
+class TcpRetrans(SockCgroupProbe):
     """TCP retransmits, resets sent and resets received per cgroup and endpoint."""
 
     name = "tcpretrans"
@@ -36,16 +35,6 @@ class TcpRetrans(BccProbe):
         "tcp:tcp_receive_reset",
         "sock:inet_sock_set_state",
     )
-
-    def __init__(self, sizes: dict[str, Any] | None = None) -> None:
-        super().__init__(sizes)
-        self._drops_seen: dict[str, int] = {}
-
-    def cflags(self) -> list[str]:
-        return super().cflags() + sock_cgroup_cflags(self.name)
-
-    def source(self) -> str:
-        return with_sock_cgroup(super().source())
 
     def collect(self) -> Collected:
         points = [point for ep, counts in self.drain("counts") for point in _points(ep, counts)]

@@ -15,7 +15,7 @@ from typing import Any
 from ebpf.btf import BtfError, offsets_cflags
 from ebpf.points import MetricPoint, PointKind
 from ebpf.probe import ProbeError
-from ebpf.probes.base import PROGRAMS
+from ebpf.probes.base import PROGRAMS, BccProbe
 
 SOCK_CGROUP_OFFSETS = {
     "OFF_SOCK_CGRP_DATA": ("sock", "sk_cgrp_data"),
@@ -87,3 +87,19 @@ def drop_points(
                 )
             )
     return points
+
+
+class SockCgroupProbe(BccProbe):
+    """A TCP probe whose program includes sock_cgroup.h (the socket's cgroup, read at
+    offsets from the running kernel's BTF) and whose ``drops`` array counts what full maps
+    refused (see drop_points)."""
+
+    def __init__(self, sizes: dict[str, Any] | None = None) -> None:
+        super().__init__(sizes)
+        self._drops_seen: dict[str, int] = {}
+
+    def cflags(self) -> list[str]:
+        return super().cflags() + sock_cgroup_cflags(self.name)
+
+    def source(self) -> str:
+        return with_sock_cgroup(super().source())
