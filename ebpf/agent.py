@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ebpf.attribution import FOLDED, Attribution, Attributor
 from ebpf.cardinality import OTHER, Limiter
 from ebpf.encode import Series
 from ebpf.points import Log2Histogram, MetricPoint, PointKind, TcpEdge
 from ebpf.probe import Probe
+
+if TYPE_CHECKING:
+    from ebpf.cgroup_watch import CgroupEvent
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,8 @@ class Agent:
         self.remotes = remotes
         self._last_ns = time.time_ns()
         self._failing: set[str] = set()
+        # Cgroups the kernel created or removed since the last call (ebpf.cgroup_watch).
+        self.cgroup_events: Callable[[], Iterable[CgroupEvent]] | None = None
 
     def collect(self) -> Batch:
         """Read every probe once and return the merged, attributed series and edges."""
@@ -73,13 +78,23 @@ class Agent:
             self._failing.discard(probe.name)
             points += got.points
             edges += got.edges
+        self._learn_cgroups()  # after the reads: covers every cgroup their points name
         now = time.monotonic()
         batch.series = self.attribute(points, now)
         batch.edges = self.attribute_edges(edges, now)
+        self.attributor.index.end_interval()
         self.cgroups.expire(now)
         self.remotes.expire(now)
         batch.duration_s = time.perf_counter() - started
         return batch
+
+    def _learn_cgroups(self) -> None:
+        if self.cgroup_events is None:
+            return
+        try:
+            self.attributor.index.learn(self.cgroup_events())
+        except Exception:  # attribution falls back to the walk alone
+            log.warning("eBPF agent: reading cgroup events failed", exc_info=True)
 
     def _owner(self, point: MetricPoint) -> tuple[Attribution | None, dict[str, str]]:
         labels = dict(point.labels)

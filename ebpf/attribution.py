@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from ebpf.cgroup_watch import CgroupEvent
     from ebpf.kube import PodCache
 
 CGROUP_FS = Path("/sys/fs/cgroup")
@@ -81,20 +84,27 @@ class CgroupIndex:
 
     A walk stats every cgroup directory; misses (a cgroup created since) trigger a new walk
     at most once per ``min_refresh`` seconds, so a burst of unknown ids costs one walk.
-    Thread-safe: probes are collected on worker threads.
+    A walk cannot find a cgroup that is already gone: :meth:`learn` takes the kernel's
+    record of created and removed cgroups (``ebpf.cgroup_watch``) before each collect is
+    attributed. Removed ones are kept through one more interval (:meth:`end_interval`);
+    at most ``max_learned`` are held, oldest dropped first. Thread-safe.
     """
 
-    def __init__(self, root: Path | None, min_refresh: float = 2.0) -> None:
+    def __init__(self, root: Path | None, min_refresh: float = 2.0, max_learned: int = 8192):
         self.root = root
         self.min_refresh = min_refresh
+        self.max_learned = max_learned
         self._paths: dict[int, str] = {}
+        self._learned: dict[int, str] = {}  # insertion order = age, for the bound
+        self._removed: dict[int, int] = {}  # id -> interval it was removed in
+        self._interval = 0
         self._walked_at = -float("inf")
         self._lock = threading.Lock()
         self.walks = 0
 
     def path(self, cgroup_id: int) -> str | None:
         """The cgroup's path ("/" for the root, "/a/b" below), or None if unknown."""
-        found = self._paths.get(cgroup_id)
+        found = self._paths.get(cgroup_id) or self._learned.get(cgroup_id)
         if found is not None or self.root is None:
             return found
         with self._lock:
@@ -103,6 +113,34 @@ class CgroupIndex:
                 self._walked_at = time.monotonic()
                 self.walks += 1
         return self._paths.get(cgroup_id)
+
+    def learn(self, events: Iterable[CgroupEvent]) -> None:
+        """Remember the paths of cgroups the kernel created or removed."""
+        with self._lock:
+            for event in events:
+                self._learned.pop(event.cgroup_id, None)  # re-inserted as the newest
+                self._learned[event.cgroup_id] = event.path
+                if event.removed:
+                    self._removed.setdefault(event.cgroup_id, self._interval)
+            while len(self._learned) > self.max_learned:
+                oldest = next(iter(self._learned))
+                del self._learned[oldest]
+                self._removed.pop(oldest, None)
+
+    def end_interval(self) -> None:
+        """After a collect: forget cgroups removed before this interval began."""
+        with self._lock:
+            gone = [cid for cid, at in self._removed.items() if at < self._interval]
+            for cid in gone:
+                del self._removed[cid]
+                self._learned.pop(cid, None)
+                self._paths.pop(cid, None)
+            self._interval += 1
+
+    @property
+    def learned(self) -> int:
+        """Paths held from the kernel's events (bounded by ``max_learned``)."""
+        return len(self._learned)
 
     @staticmethod
     def _walk(root: Path) -> dict[int, str]:
@@ -161,7 +199,7 @@ class Attributor:
         self.pods = pods
 
     def by_id(self, cgroup_id: int) -> Attribution:
-        """Labels of a v2 cgroup id; an id no walk finds (gone already) gets its number."""
+        """Labels of a v2 cgroup id; one neither walked nor learnt from events gets its number."""
         path = self.index.path(cgroup_id)
         return self.by_path(path if path is not None else f"unknown:{cgroup_id}")
 

@@ -24,6 +24,7 @@ from prometheus_client import Histogram
 from ebpf.agent import Agent, Batch
 from ebpf.attribution import Attributor, CgroupIndex, v2_root
 from ebpf.cardinality import Limiter
+from ebpf.cgroup_watch import CgroupWatch, mount_prefix
 from ebpf.config import EbpfConfig
 from ebpf.diagnose import diagnose
 from ebpf.encode import encode
@@ -51,13 +52,15 @@ class EbpfAgent:
         self.probes = build_probes(config.probes.enabled(), config.maps.model_dump())  # fails fast
         self.up: dict[str, bool] = dict.fromkeys((p.name for p in self.probes), False)
         self.mode = "starting"  # "bpf" or "fallback" once loaded
+        self.v2 = v2_root()
+        self.watch: CgroupWatch | None = None
         pods = None
         if wanted(config.kubernetes):
             pods = PodCache(KubeClient(config.kubernetes), config.kubernetes.refresh)
         card = config.cardinality
         self.agent = Agent(
             [],
-            Attributor(CgroupIndex(v2_root()), pods),
+            Attributor(CgroupIndex(self.v2), pods),
             Limiter("cgroup", card.max_cgroups, card.idle_expiry),
             Limiter("remote", card.max_remote_endpoints, card.idle_expiry),
         )
@@ -109,12 +112,14 @@ class EbpfAgent:
         if problems:
             self.up = {}
         else:
+            self._watch_cgroups()  # first: attached before any probe reports up
             loaded = [p for p in self.probes if not self._closed and self._load_one(p)]
         if loaded:
             self.mode = "bpf"
             release_compiler_memory()
             log.info("eBPF agent: %d probes loaded: %s", len(loaded), ", ".join(self.up))
             return loaded
+        self._close_watch()  # no probe: no cgroup ids to resolve
         why = "; ".join(str(p) for p in problems) or "no probe could be loaded"
         if not self.config.fallback.enabled:
             log.warning("eBPF unusable on this node: %s. No node metrics (fallback off).", why)
@@ -127,6 +132,23 @@ class EbpfAgent:
         )
         self.mode = "fallback"
         return [CgroupFallback(self.config.cardinality.max_cgroups)]
+
+    def _watch_cgroups(self) -> None:
+        """Learn cgroup paths as the kernel creates them (short-lived ones included)."""
+        if self.v2 is None or self._closed:
+            return
+        watch = CgroupWatch(self.config.cardinality.max_cgroups, mount_prefix(self.v2))
+        try:
+            watch.load()
+        except ProbeError as exc:
+            log.warning(
+                "eBPF agent: cgroups removed within an interval stay unattributed: %s (fix: %s)",
+                exc.why,
+                exc.fix,
+            )
+            return
+        self.watch = watch
+        self.agent.cgroup_events = watch.drain_events
 
     def _load_one(self, probe: Probe) -> bool:
         try:
@@ -209,7 +231,14 @@ class EbpfAgent:
                 probe.close()
             except Exception:
                 log.exception("eBPF probe %s: close failed", probe.name)
+        self._close_watch()
         self.up = dict.fromkeys(self.up, False)
+
+    def _close_watch(self) -> None:
+        watch, self.watch = self.watch, None
+        if watch is not None:
+            self.agent.cgroup_events = None
+            watch.close()
 
 
 def build(config: EbpfConfig, ctx: Context) -> EbpfAgent:

@@ -37,18 +37,20 @@ def test_keiko_run_exports_probe_metrics_and_edges(
 
         server = socket.create_server(("127.0.0.1", 0), backlog=CONNECTS)
         port = server.getsockname()[1]
-        # The cgroup stays while the agent collects, as a pod's does: ids of cgroups that
-        # are already gone at collect time cannot be resolved to a path any more.
+        # A short-lived job: its cgroup is gone before the agent collects. The agent learnt
+        # the cgroup's path from the kernel (cgroup_mkdir/rmdir), so it is still named.
         with v2_cgroup() as cg:
             done = cg.run([sys.executable, "-c", CLIENT.format(n=CONNECTS), str(port)])
             assert done.returncode == 0, done.stderr
             for _ in range(CONNECTS):
                 server.accept()[0].close()
             server.close()
-            lines = wait_for_connects(api, f'remote="127.0.0.1:{port}"')
-            assert sum(float(ln.rsplit(" ", 1)[1]) for ln in lines) >= CONNECTS
-            assert cg.path.name in "".join(lines)  # attributed to the workload's own cgroup
-            cgroup_name = cg.path.name
+        cgroup_name = cg.path.name
+        assert not cg.path.exists()
+        lines = wait_for_connects(api, f'remote="127.0.0.1:{port}"')
+        assert sum(float(ln.rsplit(" ", 1)[1]) for ln in lines) >= CONNECTS
+        assert cgroup_name in "".join(lines), lines  # attributed to the job's own cgroup
+        assert "unknown:" not in "".join(lines), lines
 
         records = api.get("/api/v1/streams/metrics/records", params={"limit": 50}).json()
         resources = [
