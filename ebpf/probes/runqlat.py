@@ -2,14 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
 from ebpf.points import Collected, MetricPoint, PointKind
 from ebpf.probes import register
 from ebpf.probes.base import BccProbe, log2_histogram
 
 
+@dataclass(frozen=True, slots=True)
+class CgroupSched:
+    """One cgroup's ``struct cgroup_sched``, summed over the CPUs."""
+
+    slots: tuple[int, ...]
+    total_us: int
+    switches: int
+
+
+def summed(per_cpu: Sequence[Any]) -> CgroupSched:
+    """The per-CPU copies of a ``runq`` entry (a percpu hash value) added up."""
+    return CgroupSched(
+        tuple(sum(s) for s in zip(*(cpu.slots for cpu in per_cpu), strict=True)),
+        sum(cpu.total_us for cpu in per_cpu),
+        sum(cpu.switches for cpu in per_cpu),
+    )
+
+
 @register("runqlat")
 class RunqlatProbe(BccProbe):
-    """sched_wakeup/_new stamp a task; sched_switch measures its wait until it runs."""
+    """sched_wakeup/_new stamp a task; sched_switch measures its wait until it runs.
+
+    Raw tracepoints (same names, listed for ``keiko ebpf check``); ``runq`` is per CPU.
+    """
 
     name = "runqlat"
     tracepoints: tuple[str, ...] = (
@@ -20,7 +45,8 @@ class RunqlatProbe(BccProbe):
 
     def collect(self) -> Collected:
         points = []
-        for cgroup, sched in self.drain("runq"):
+        for cgroup, per_cpu in self.drain("runq"):
+            sched = summed(per_cpu)
             if any(sched.slots):
                 points.append(
                     MetricPoint(

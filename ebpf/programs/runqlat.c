@@ -1,16 +1,19 @@
 /* Run-queue latency per cgroup: time from wakeup (or preemption) until the task runs.
  *
- * Attribution without reading task_struct (the kernel headers bcc compiles against need
- * not match the running kernel's layout): at sched_switch the current task is still
- * `prev`, so bpf_get_current_cgroup_id() is prev's cgroup. The delay of `next` is parked
- * in a per-CPU slot and recorded at next's own switch-out on this CPU, where it is the
- * current task and its cgroup is exact.
+ * Raw tracepoints: no trace-buffer record is built per event (sched_switch copies two
+ * comms into one), the program gets the kernel's own arguments. Tasks are keyed by their
+ * task_struct address, so no task_struct field is ever read (the kernel headers bcc
+ * compiles against need not match the running kernel's layout). Attribution: at
+ * sched_switch the current task is still `prev`, so bpf_get_current_cgroup_id() is prev's
+ * cgroup. The delay of `next` is parked in a per-CPU slot and recorded at next's own
+ * switch-out on this CPU, where it is the current task and its cgroup is exact.
  */
 #ifndef MAX_PIDS
-#define MAX_PIDS 65536  /* tasks waiting in a run queue at once, not all tasks */
+#define MAX_PIDS 65536  /* tasks with a stamp entry (woken at least once, still alive) */
 #endif
 #define SLOTS 32        /* 2^31 us = 36 min; longer waits land in the last slot */
-#define TASK_STATE_MASK 0xff  /* report bits; a preempted prev shows only 0x100 (R+) */
+#define TASK_STATE_MASK 0xff  /* sleeping, stopped, dead... (0: TASK_RUNNING) */
+#define TASK_DEAD 0x80        /* prev's final switch-out */
 
 struct cgroup_sched {
     u64 slots[SLOTS];   /* log2 buckets of the run-queue delay in microseconds */
@@ -19,59 +22,82 @@ struct cgroup_sched {
 };
 
 struct parked {
-    u32 pid;
-    u32 pad;
+    u64 task;
     u64 delay_us;
 };
 
-/* LRU: a task woken while still running, that then exits, leaves a stamp nobody
- * consumes; eviction bounds those without a delete on every switch-out. */
-BPF_TABLE("lru_hash", u32, u64, enqueued, MAX_PIDS);
+/* task_struct address -> ns it became runnable, 0 once it ran. A task keeps its entry
+ * while it lives (stamps are written in place: no allocation per event) and it is deleted
+ * at the task's final switch-out; LRU bounds whatever else is left. */
+BPF_TABLE("lru_hash", u64, u64, enqueued, MAX_PIDS);
 BPF_PERCPU_ARRAY(parked, struct parked, 1);
-BPF_HASH(runq, u64, struct cgroup_sched, MAX_CGROUPS);
+/* Per CPU: every switch adds to its cgroup's entry, and one cgroup's tasks run on many CPUs
+ * at once; plain adds to CPU-local copies (summed when read) spare atomics on a shared
+ * cache line. Not preallocated: MAX_CGROUPS x CPUs x 272 bytes would be reserved up front. */
+BPF_F_TABLE("percpu_hash", u64, struct cgroup_sched, runq, MAX_CGROUPS, BPF_F_NO_PREALLOC);
 
-static __always_inline int enqueue(u32 pid)
+static __always_inline void enqueue(u64 task, u64 now)
 {
-    u64 now = bpf_ktime_get_ns();
-    if (pid)
-        enqueued.update(&pid, &now);
+    u64 *ts = enqueued.lookup(&task);
+    if (ts)
+        *ts = now;
+    else
+        enqueued.update(&task, &now);
+}
+
+/* TP_PROTO(struct task_struct *p) */
+RAW_TRACEPOINT_PROBE(sched_wakeup)
+{
+    enqueue(ctx->args[0], bpf_ktime_get_ns());
     return 0;
 }
 
-TRACEPOINT_PROBE(sched, sched_wakeup) { return enqueue(args->pid); }
-
-TRACEPOINT_PROBE(sched, sched_wakeup_new) { return enqueue(args->pid); }
-
-TRACEPOINT_PROBE(sched, sched_switch)
+RAW_TRACEPOINT_PROBE(sched_wakeup_new)
 {
-    u32 prev = args->prev_pid, next = args->next_pid, zero = 0;
+    enqueue(ctx->args[0], bpf_ktime_get_ns());
+    return 0;
+}
+
+static __always_inline void account(u64 delay_us, int ran_parked)
+{
+    u64 cgroup = bpf_get_current_cgroup_id();
+    struct cgroup_sched empty = {}, *c = runq.lookup_or_try_init(&cgroup, &empty);
+    if (!c)
+        return;
+    c->switches++;
+    if (ran_parked) {
+        u32 slot = keiko_log2(delay_us);
+        if (slot >= SLOTS)
+            slot = SLOTS - 1;
+        c->slots[slot]++;
+        c->total_us += delay_us;
+    }
+}
+
+/* TP_PROTO(bool preempt, struct task_struct *prev, struct task_struct *next,
+ *          unsigned int prev_state) */
+RAW_TRACEPOINT_PROBE(sched_switch)
+{
+    u64 preempt = ctx->args[0], prev = ctx->args[1], next = ctx->args[2];
+    u32 state = ctx->args[3], zero = 0;
     struct parked *p = parked.lookup(&zero);
     if (!p)
         return 0;
-    if (prev) {
-        u64 cgroup = bpf_get_current_cgroup_id();
-        struct cgroup_sched empty = {}, *c = runq.lookup_or_try_init(&cgroup, &empty);
-        if (c) {
-            __sync_fetch_and_add(&c->switches, 1);
-            if (p->pid == prev) {
-                u32 slot = keiko_log2(p->delay_us);
-                if (slot >= SLOTS)
-                    slot = SLOTS - 1;
-                __sync_fetch_and_add(&c->slots[slot], 1);
-                __sync_fetch_and_add(&c->total_us, p->delay_us);
-            }
-        }
-        /* Preempted: back in the queue now. (A sleeper gets a fresh stamp at wakeup, so
-         * a stale one is always overwritten before a switch-in could read it.) */
-        if ((args->prev_state & TASK_STATE_MASK) == 0)
-            enqueue(prev);
+    u64 now = bpf_ktime_get_ns();
+    if ((u32)bpf_get_current_pid_tgid()) {  /* prev is not this CPU's idle task */
+        account(p->delay_us, p->task == prev);
+        /* Preempted: back in the queue now. (A sleeper gets a fresh stamp at wakeup.) */
+        if (preempt || (state & TASK_STATE_MASK) == 0)
+            enqueue(prev, now);
+        else if (state & TASK_DEAD)
+            enqueued.delete(&prev);
     }
-    p->pid = 0;
+    p->task = 0;
     u64 *ts = enqueued.lookup(&next);
-    if (next && ts) {
-        p->pid = next;
-        p->delay_us = (bpf_ktime_get_ns() - *ts) / 1000;
-        enqueued.delete(&next);
+    if (ts && *ts) {
+        p->task = next;
+        p->delay_us = (now - *ts) / 1000;
+        *ts = 0;
     }
     return 0;
 }
