@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import errno
+import logging
 import platform
 import re
 from functools import cache
 from pathlib import Path
 
+from ebpf.btf import BtfError, offsets_cflags
 from ebpf.points import Collected, MetricPoint, PointKind
 from ebpf.probes import register
 from ebpf.probes.base import BccProbe
@@ -36,6 +38,10 @@ _UNISTD = {
     "aarch64": ("include/uapi/asm-generic/unistd.h", "/usr/include/asm-generic/unistd.h"),
 }
 _DEFINE = re.compile(r"^#define\s+__NR_(\w+)\s+(\d+)\s*$", re.MULTILINE)
+# The struct pt_regs member holding the syscall number (what syscall_get_nr() reads).
+_REGS_NR = {"x86_64": "orig_ax", "aarch64": "syscallno"}
+
+log = logging.getLogger(__name__)
 
 
 @cache
@@ -66,6 +72,16 @@ class SyscallsProbe(BccProbe):
 
     name = "syscalls"
     tracepoints: tuple[str, ...] = ("raw_syscalls:sys_exit",)
+
+    def cflags(self) -> list[str]:
+        """Adds REGS_SYSCALL_NR: the program then runs on the raw tracepoint."""
+        member = _REGS_NR.get(platform.machine())
+        try:
+            offsets = offsets_cflags({"REGS_SYSCALL_NR": ("pt_regs", member)}) if member else []
+        except BtfError as exc:
+            log.info("syscalls: on the tracepoint, not the raw one (%s)", exc)
+            offsets = []
+        return super().cflags() + offsets
 
     def load(self) -> None:
         super().load()
