@@ -4,8 +4,10 @@ Shaped as a probe (load / collect / close) so the agent treats it like any other
 cgroup is read from the v2 file when the v2 hierarchy has the controller, else from the
 v1 controller's directory at the same relative path (hybrid nodes). Points name their
 cgroup by path (label ``cgroup.path``), which the agent attributes like a cgroup id.
-Network per pod would need entering every network namespace; the host's interfaces
-(/proc/net/dev) are what is read here.
+Network per cgroup: a pod's containers share a network namespace, and /proc/<pid>/net/dev
+shows the interfaces of the namespace of <pid>; so each cgroup that has a task in a
+namespace other than the host's reports that namespace's traffic, once per namespace (the
+first cgroup found in it). The host's own interfaces are reported apart.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ def parse_net_dev(text: str) -> dict[str, tuple[int, int]]:
 
 
 class CgroupFallback:
-    """Per-cgroup CPU, memory, disk and per-host network, as deltas between collects."""
+    """Per-cgroup CPU, memory, disk and network, and the host's network, as deltas."""
 
     name = "fallback"
     tracepoints: tuple[str, ...] = ()
@@ -132,8 +134,11 @@ class CgroupFallback:
         """One reading of every bounded cgroup and of the host's interfaces."""
         points: list[MetricPoint] = []
         live: set[tuple[str, ...]] = set()
+        host_netns = _netns(self.proc / "self")
+        netns_seen: set[int] = set() if host_netns is None else {host_netns}
         for rel in self.cgroups():
             points += self._cgroup_points(rel, live)
+            points += self._cgroup_net_points(rel, live, netns_seen)
         points += self._net_points(live)
         self._prev = {k: v for k, v in self._prev.items() if k in live}
         return Collected(points)
@@ -198,6 +203,39 @@ class CgroupFallback:
             )
         return points
 
+    def _cgroup_net_points(
+        self, rel: str, live: set[tuple[str, ...]], netns_seen: set[int]
+    ) -> list[MetricPoint]:
+        """Traffic of the network namespace of the cgroup's tasks, if not counted yet."""
+        pid = self._first_pid(rel)
+        if pid is None:
+            return []
+        netns = _netns(self.proc / pid)
+        if netns is None or netns in netns_seen:
+            return []
+        netns_seen.add(netns)
+        devices = parse_net_dev(_read(self.proc / pid / "net" / "dev") or "")
+        totals = [sum(v[i] for dev, v in devices.items() if dev != "lo") for i in (0, 1)]
+        points: list[MetricPoint] = []
+        for direction, value in zip(("receive", "transmit"), totals, strict=True):
+            points += self._counter(
+                live,
+                ("cgnet", rel, direction),
+                value,
+                name="keiko.cgroup.network.io",
+                labels={PATH_LABEL: rel, "direction": direction},
+                unit="By",
+                description="Bytes through the interfaces (not lo) of the network namespace "
+                "of the cgroup's tasks (procfs)",
+            )
+        return points
+
+    def _first_pid(self, rel: str) -> str | None:
+        text = self._v2(rel, "cgroup.procs")
+        if not text:
+            text = next((t for c in self.v1 if (t := self._v1(rel, c, "cgroup.procs"))), None)
+        return text.split(None, 1)[0] if text and text.strip() else None
+
     def _net_points(self, live: set[tuple[str, ...]]) -> list[MetricPoint]:
         points: list[MetricPoint] = []
         for dev, rx_tx in parse_net_dev(_read(self.proc / "net" / "dev") or "").items():
@@ -212,6 +250,14 @@ class CgroupFallback:
                     description="Bytes through the host's network interfaces (/proc/net/dev)",
                 )
         return points
+
+
+def _netns(proc_pid: Path) -> int | None:
+    """The inode of the network namespace of a /proc/<pid> (None if it is gone)."""
+    try:
+        return os.stat(proc_pid / "ns" / "net").st_ino
+    except OSError:
+        return None
 
 
 def _pairs(text: str) -> Iterator[tuple[str, str]]:

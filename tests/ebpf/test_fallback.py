@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from agent_harness import running, v2_cgroup
+from netns import NetnsUnavailable, veth_netns
 
 from ebpf import component
 from ebpf.attribution import CGROUP_FS
@@ -148,3 +150,52 @@ class socket_traffic:
 
     def __exit__(self, *exc: object) -> None:
         pass
+
+
+def test_fallback_counts_a_cgroups_network_namespace_traffic() -> None:
+    """A task in its own cgroup and network namespace (a veth to this one, as a pod has)
+    receives 2 MB: the cgroup's network counters show it, and the host's namespace is not
+    reported per cgroup."""
+    try:
+        ns_cm = veth_netns()
+        ns = ns_cm.__enter__()
+    except NetnsUnavailable as exc:
+        pytest.skip(f"network namespaces unavailable: {exc}")
+    try:
+        with v2_cgroup("keiko-test-net") as cg:
+            server = subprocess.Popen(
+                ns.argv([sys.executable, "-c", SINK, ns.addr]),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
+            assert server.stdout is not None
+            server.stdout.readline()  # listening
+            (cg / "cgroup.procs").write_text(str(server.pid))
+            fb = CgroupFallback()
+            fb.collect()  # the baseline
+            with socket.create_connection((ns.addr, 7001), timeout=10) as conn:
+                conn.sendall(b"x" * 2_000_000)
+            server.stdout.readline()  # all received; it waits to be told to exit
+            points = fb.collect().points
+            server.kill()
+            server.wait(10)
+    finally:
+        ns_cm.__exit__(None, None, None)
+    mine = {
+        p.labels["direction"]: p.value
+        for p in points
+        if p.name == "keiko.cgroup.network.io" and p.labels.get("cgroup.path") == f"/{cg.name}"
+    }
+    assert mine.get("receive", 0) >= 2_000_000
+
+
+SINK = """
+import socket, sys
+srv = socket.create_server((sys.argv[1], 7001))
+print("ready", flush=True)
+conn, _ = srv.accept()
+while conn.recv(65536):
+    pass
+print("received", flush=True)
+sys.stdin.readline()
+"""
