@@ -4,6 +4,7 @@ cgroup directories, pod names from a Kubernetes API test double, cardinality bou
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 from agent_harness import v2_cgroup
+from fixtures.certs import make_certs
 
 from ebpf.attribution import CgroupIndex, Owner, parse_path, v2_root
 from ebpf.cardinality import Limiter
@@ -122,11 +124,10 @@ POD_LIST = {
 }
 
 
-@pytest.fixture
-def api_server(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """A TEST DOUBLE of the Kubernetes API server (there is none here): it answers only
-    GET /api/v1/pods?fieldSelector=spec.nodeName=<node> with a PodList, and records
-    the requests it got (path, Authorization header)."""
+def _serve_api(tmp_path: Path, tls: ssl.SSLContext | None) -> Iterator[dict[str, Any]]:
+    """A TEST DOUBLE of the Kubernetes API server (none can run here): it answers only
+    GET /api/v1/pods?fieldSelector=spec.nodeName=<node> with a PodList, over HTTPS when
+    given a server TLS context, and records the requests it got (path, Authorization)."""
     seen: list[tuple[str, str]] = []
     state: dict[str, Any] = {"seen": seen, "status": 200}
 
@@ -144,13 +145,18 @@ def api_server(tmp_path: Path) -> Iterator[dict[str, Any]]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    if tls is not None:
+        # The handshake runs in accept(); a client that rejects the certificate makes
+        # accept() raise, which socketserver drops without a handler thread.
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    # A short poll interval: shutdown() waits up to one interval.
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     token = tmp_path / "token"
     token.write_text("s3cret\n")
+    scheme = "https" if tls is not None else "http"
     state["config"] = KubernetesConfig(
         enabled=True,
-        api_server=f"http://127.0.0.1:{server.server_address[1]}",
+        api_server=f"{scheme}://127.0.0.1:{server.server_address[1]}",
         token_file=token,
         ca_file=None,
         node_name="node-1",
@@ -158,6 +164,24 @@ def api_server(tmp_path: Path) -> Iterator[dict[str, Any]]:
     yield state
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def api_server(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """The Kubernetes API test double over plain HTTP."""
+    yield from _serve_api(tmp_path, None)
+
+
+@pytest.fixture
+def tls_api_server(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """The Kubernetes API test double over HTTPS, with a certificate for 127.0.0.1 signed by
+    a test CA (``state["certs"]``; ``certs.other_ca`` did not sign it)."""
+    certs = make_certs(tmp_path / "certs")
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(certs.server_cert, certs.server_key)
+    for state in _serve_api(tmp_path, tls):
+        state["certs"] = certs
+        yield state
 
 
 def test_kube_lists_the_pods_of_this_node(api_server: dict[str, Any]) -> None:
@@ -198,3 +222,46 @@ def test_attributor_names_the_pod(api_server: dict[str, Any]) -> None:
         "k8s.namespace.name": "shop",
         "k8s.container.name": "app",
     }
+
+
+def _with_ca(config: KubernetesConfig, ca: Path) -> KubernetesConfig:
+    return config.model_copy(update={"ca_file": ca})
+
+
+def test_kube_lists_the_pods_over_https_trusting_only_its_ca_file(
+    tls_api_server: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    certs = tls_api_server["certs"]
+    # OpenSSL's default trust store (which this machine points at its own bundle) holds the
+    # wrong CA: only the configured ca_file can make the handshake succeed.
+    monkeypatch.setenv("SSL_CERT_FILE", str(certs.other_ca))
+    monkeypatch.setenv("SSL_CERT_DIR", str(certs.directory / "none"))
+    pods = KubeClient(_with_ca(tls_api_server["config"], certs.ca)).list_pods()
+    assert pods[UID].name == "checkout-7d9f" and pods[UID].namespace == "shop"
+    assert tls_api_server["seen"] == [
+        ("/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-1", "Bearer s3cret")
+    ]
+
+
+def test_kube_refuses_a_server_its_ca_file_did_not_sign(
+    tls_api_server: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    certs = tls_api_server["certs"]
+    # The default trust store holds the right CA: the configured (wrong) ca_file must win.
+    monkeypatch.setenv("SSL_CERT_FILE", str(certs.ca))
+    client = KubeClient(_with_ca(tls_api_server["config"], certs.other_ca))
+    with pytest.raises(OSError, match="CERTIFICATE_VERIFY_FAILED"):
+        client.list_pods()
+    assert tls_api_server["seen"] == []  # the token never left the client
+
+    good = KubeClient(_with_ca(tls_api_server["config"], certs.ca))
+    cache = PodCache(good, refresh=0.0)
+    assert cache.lookup(UID) is not None
+    cache.client = client  # the API's certificate no longer matches the CA
+    cache._tried_at = -1e9  # let the next lookup try again
+    pod = cache.lookup(UID)
+    assert pod is not None and pod.name == "checkout-7d9f"  # the last list still answers
+    assert "cannot list the pods of node node-1" in caplog.text
+    assert "CERTIFICATE_VERIFY_FAILED" in caplog.text
