@@ -78,11 +78,19 @@ class KubeClient:
         self.base = config.api_server.rstrip("/") or self._in_cluster_url()
         self.node = config.node_name or os.environ.get("NODE_NAME", "") or socket.gethostname()
         self._ssl: ssl.SSLContext | None = None
-        if self.base.startswith("https:"):
-            ca = config.ca_file
-            self._ssl = ssl.create_default_context(
-                cafile=str(ca) if ca is not None and ca.exists() else None
-            )
+
+    def _tls(self) -> ssl.SSLContext | None:
+        """The TLS context of an https API (None for http), made on first use so that a bad
+        ca_file fails the request (logged, retried) rather than the agent's start."""
+        if self._ssl is None and self.base.startswith("https:"):
+            ca = self.config.ca_file
+            # A configured CA that is missing is an error, never a silent fallback to the
+            # system CAs (only ca_file: null asks for those).
+            try:
+                self._ssl = ssl.create_default_context(cafile=None if ca is None else str(ca))
+            except OSError as exc:  # ssl's own message does not name the file
+                raise OSError(f"cannot load the CA file {ca}: {exc}") from exc
+        return self._ssl
 
     @staticmethod
     def _in_cluster_url() -> str:
@@ -100,7 +108,7 @@ class KubeClient:
         token = self._token()
         if token:
             request.add_header("Authorization", f"Bearer {token}")
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S, context=self._ssl) as response:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S, context=self._tls()) as response:
             body = json.loads(response.read())
         if not isinstance(body, dict):
             raise ValueError("the API answered with something that is not a PodList")

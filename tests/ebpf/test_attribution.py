@@ -265,3 +265,17 @@ def test_kube_refuses_a_server_its_ca_file_did_not_sign(
     assert pod is not None and pod.name == "checkout-7d9f"  # the last list still answers
     assert "cannot list the pods of node node-1" in caplog.text
     assert "CERTIFICATE_VERIFY_FAILED" in caplog.text
+
+
+def test_kube_does_not_fall_back_to_system_cas_when_its_ca_file_is_missing(
+    tls_api_server: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    certs = tls_api_server["certs"]
+    monkeypatch.setenv("SSL_CERT_FILE", str(certs.ca))  # the system CAs would accept it
+    missing = certs.directory / "no-ca.crt"
+    cache = PodCache(KubeClient(_with_ca(tls_api_server["config"], missing)), refresh=0.0)
+    assert cache.lookup(UID) is None  # logged, not raised: the agent keeps running
+    assert tls_api_server["seen"] == []
+    assert f"cannot load the CA file {missing}: [Errno 2]" in caplog.text
