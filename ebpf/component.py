@@ -116,7 +116,6 @@ class EbpfAgent:
             loaded = [p for p in self.probes if not self._closed and self._load_one(p)]
         if loaded:
             self.mode = "bpf"
-            release_compiler_memory()
             log.info("eBPF agent: %d probes loaded: %s", len(loaded), ", ".join(self.up))
             return loaded
         self._close_watch()  # no probe: no cgroup ids to resolve
@@ -160,6 +159,10 @@ class EbpfAgent:
         else:
             self.up[probe.name] = True
             return True
+        finally:
+            # After each compile, not once at the end: the peak RSS is then one compile's
+            # worth, not six (the pages come back from disk for the next compile).
+            release_compiler_memory()
         self.up[probe.name] = False
         return False
 
