@@ -60,8 +60,11 @@ def test_compiler_pages_leave_rss_and_the_probe_still_works() -> None:
         assert release_compiler_memory() > 0
         # MADV_PAGEOUT leaves pages that another process maps too (another bcc user
         # running at the same time): the drop is only measurable when we are alone.
+        # About 10 MiB stays: the libraries' private written pages (relocations, data),
+        # which only swap could take. The code pages the compile touched must go.
         if not others_map_the_compiler():
-            assert resident_compiler_kib() < before / 4
+            after = resident_compiler_kib()
+            assert after < before and after < 16 * 1024
         os.spawnv(os.P_WAIT, "/bin/true", ["true"])
         assert any(p.name == "keiko.ebpf.process.execs" for p in probe.collect().points)
     finally:
