@@ -7,6 +7,7 @@ import asyncio
 import gzip
 import json
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -124,16 +125,7 @@ def test_http_bad_input(tmp_path: Path, case: str) -> None:
             assert words in message
             assert "connection" not in reply.headers  # the connection stays usable
             assert await rx.records("traces") == []
-            assert (
-                rx.metric(
-                    "keiko_requests_total",
-                    component="otlp",
-                    signal="traces",
-                    transport="http",
-                    outcome=reason,
-                )
-                == 1
-            )
+            assert trace_requests(rx, "http", reason) == 1
             await good_request_still_works(rx, client)
 
     run(scenario())
@@ -149,16 +141,7 @@ def test_http_body_over_the_limit_without_content_length(tmp_path: Path) -> None
             reply = await client.post(rx.http_url(), content=body, headers=PROTOBUF)
             assert reply.status_code == 400 and "connection" not in reply.headers
             assert "max_request_bytes" in Status.FromString(reply.content).message
-            assert (
-                rx.metric(
-                    "keiko_requests_total",
-                    component="otlp",
-                    signal="traces",
-                    transport="http",
-                    outcome="too_large",
-                )
-                == 1
-            )
+            assert trace_requests(rx, "http", "too_large") == 1
             await good_request_still_works(rx, client)
 
     run(scenario())
@@ -176,16 +159,7 @@ def test_sdk_exporter_far_over_the_limit_gets_a_final_400(tmp_path: Path) -> Non
             result = await asyncio.to_thread(exp.export, make_spans() * 2000)
             await asyncio.to_thread(exp.shutdown)
             assert result == SpanExportResult.FAILURE
-            assert (
-                rx.metric(
-                    "keiko_requests_total",
-                    component="otlp",
-                    signal="traces",
-                    transport="http",
-                    outcome="too_large",
-                )
-                == 1
-            )  # not retried
+            assert trace_requests(rx, "http", "too_large") == 1  # not retried
             async with httpx.AsyncClient() as client:
                 await good_request_still_works(rx, client)
 
@@ -249,17 +223,21 @@ def test_grpc_bad_input(tmp_path: Path, body: bytes, words: str) -> None:
             assert words in (err.value.details() or "")
             assert await rx.records("traces") == []
             reason = "too_large" if words == "max_request_bytes" else "invalid"
-            assert (
-                rx.metric(
-                    "keiko_requests_total",
-                    component="otlp",
-                    signal="traces",
-                    transport="grpc",
-                    outcome=reason,
-                )
-                == 1
-            )
+            assert trace_requests(rx, "grpc", reason) == 1
             async with httpx.AsyncClient() as client:
                 await good_request_still_works(rx, client)
 
     run(scenario())
+
+
+def trace_requests(rx: Any, transport: str, outcome: str) -> float:
+    """keiko_requests_total of the OTLP trace receiver for one transport and outcome."""
+    return float(
+        rx.metric(
+            "keiko_requests_total",
+            component="otlp",
+            signal="traces",
+            transport=transport,
+            outcome=outcome,
+        )
+    )
