@@ -1,0 +1,1 @@
+"""Offline evaluation of the anomaly detectors against public benchmarks (NAB)."""
