@@ -1,0 +1,167 @@
+"""Config of online anomaly detection (the `analytics.anomaly` section)."""
+
+from __future__ import annotations
+
+import re
+from fnmatch import fnmatchcase
+
+from pydantic import Field, field_validator
+
+from keiko.store.config import Strict
+from keiko.units import ByteSize, Duration
+
+REGEX_PREFIX = "re:"
+_BUCKET = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# NATS refuses messages over max_payload (1 MiB by default), headers included.
+MAX_CHUNK_BYTES = 1024**2 - 4096
+
+
+class CheckpointConfig(Strict):
+    """Where and how often the detectors' state is saved (restored at start)."""
+
+    interval: Duration = Field(
+        default=60.0,
+        gt=0,
+        description="Save the state (series table, decoder, detectors) this often; the "
+        "consumer offset is committed with it, so a crash replays at most this much.",
+    )
+    max_records: int = Field(
+        default=5000,
+        gt=0,
+        description="Also save once this many records were consumed since the last save. "
+        "Keep it under the NATS backend's 10000 records a group may hold uncommitted.",
+    )
+    bucket: str = Field(
+        default="anomaly", description="Key-value bucket of the checkpoint (A-Z a-z 0-9 _ -)."
+    )
+    chunk_bytes: ByteSize = Field(
+        default=512 * 1024,
+        gt=0,
+        le=MAX_CHUNK_BYTES,
+        description="Checkpoints are split into values of at most this size (NATS KV "
+        "values must fit in one message, 1 MiB by default).",
+    )
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket_name(cls, value: str) -> str:
+        if not _BUCKET.match(value):
+            raise ValueError("use 1-64 characters A-Z, a-z, 0-9, '_' or '-'")
+        return value
+
+
+class ScoreExportConfig(Strict):
+    """Bounds of the `keiko_anomaly_score` gauge (one labelled series per tracked series)."""
+
+    max_series: int = Field(
+        default=100,
+        ge=0,
+        description="Series shown at most; when full, a higher score replaces the lowest.",
+    )
+    hold: Duration = Field(
+        default=300.0,
+        ge=0,
+        description="A series stays shown this long after its last score at or above the "
+        "threshold (by point time).",
+    )
+
+
+class AnomalyConfig(Strict):
+    """Online anomaly detection on every metric series of the `metrics` stream."""
+
+    enabled: bool = Field(default=True, description="Run the anomaly detector.")
+    threshold: float = Field(
+        default=0.99,
+        gt=0,
+        le=1,
+        description="Anomaly probability at or above which a point is anomalous.",
+    )
+    max_series: int = Field(
+        default=100_000,
+        gt=0,
+        description="Series scored at most; points of further series are refused and "
+        "counted (keiko_anomaly_series_refused_total) until idle series are evicted.",
+    )
+    idle_expiry: Duration = Field(
+        default=3600.0,
+        gt=0,
+        description="A series without points for this long (by point time) is forgotten "
+        "and its slot reused.",
+    )
+    cooldown: Duration = Field(
+        default=900.0,
+        ge=0,
+        description="At most one event per series within this time (by point time), even "
+        "when it leaves an excursion and enters a new one.",
+    )
+    fetch_batch: int = Field(
+        default=200, gt=0, le=10_000, description="Records fetched from the store at once."
+    )
+    fetch_timeout: Duration = Field(
+        default=1.0, gt=0, description="How long one fetch waits for records."
+    )
+    include: list[str] = Field(
+        default_factory=list,
+        description="Metric names to score (globs, or regexes prefixed 're:'); empty: all. "
+        "A derived series such as 'http.server.duration:p99' matches by its base name.",
+    )
+    exclude: list[str] = Field(
+        default_factory=lambda: ["keiko_*"],
+        description="Metric names never scored (globs or 're:' regexes); wins over include. "
+        "The default leaves out keiko's own Prometheus self-metrics if they are scraped "
+        "back into the stream (the eBPF node metrics, keiko.ebpf.*, are kept).",
+    )
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    score_export: ScoreExportConfig = Field(default_factory=ScoreExportConfig)
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _patterns(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            if pattern.startswith(REGEX_PREFIX):
+                try:
+                    re.compile(pattern[len(REGEX_PREFIX) :])
+                except re.error as exc:
+                    raise ValueError(
+                        f"{pattern!r} is not a valid regex ({exc}); fix it or drop the "
+                        f"'{REGEX_PREFIX}' prefix to use a glob"
+                    ) from exc
+        return patterns
+
+
+class MetricFilter:
+    """Which metric names are scored, from the include and exclude patterns."""
+
+    def __init__(self, include: list[str], exclude: list[str]) -> None:
+        self._include = [_matcher(p) for p in include]
+        self._exclude = [_matcher(p) for p in exclude]
+
+    def __call__(self, metric: str) -> bool:
+        """True when ``metric`` (or its base name, before ':') is scored."""
+        names = {metric, metric.split(":", 1)[0]}
+        if any(m(n) for m in self._exclude for n in names):
+            return False
+        return not self._include or any(m(n) for m in self._include for n in names)
+
+
+def _matcher(pattern: str) -> _Glob:
+    if pattern.startswith(REGEX_PREFIX):
+        return _Regex(pattern[len(REGEX_PREFIX) :])
+    return _Glob(pattern)
+
+
+class _Glob:
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+
+    def __call__(self, name: str) -> bool:
+        return fnmatchcase(name, self.pattern)
+
+
+class _Regex(_Glob):
+    def __init__(self, pattern: str) -> None:
+        super().__init__(pattern)
+        self._re = re.compile(pattern)
+
+    def __call__(self, name: str) -> bool:
+        return self._re.fullmatch(name) is not None
