@@ -1,0 +1,62 @@
+"""Series keys: which labels identify a series, and how they are written.
+
+Rule: a series is identified by its derived metric name (``http.server.duration:p99``) and
+the sorted union of
+  - the identifying resource attributes: ``service.name``, ``service.namespace``,
+    ``host.name``, ``container.id`` and every ``k8s.*`` attribute;
+  - every data point attribute (a point attribute wins over a resource one of the same name).
+Other resource attributes (``service.instance.id``, ``service.version``, ``telemetry.sdk.*``,
+``process.pid`` ...) are left out on purpose: they change on every restart or deploy and
+would turn one series into many. The scope is left out too.
+
+The key is ``name{k1="v1",k2="v2"}`` with names and values JSON-escaped, so it is stable
+across processes and readable in logs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+RESOURCE_KEYS = frozenset({"service.name", "service.namespace", "host.name", "container.id"})
+
+
+def identifying(key: str) -> bool:
+    """True when a resource attribute of this name identifies a series."""
+    return key in RESOURCE_KEYS or key.startswith("k8s.")
+
+
+def any_value_text(v: AnyValue) -> str:
+    """An attribute value as text: strings as they are, others in a stable literal form."""
+    which = v.WhichOneof("value")
+    if which == "string_value" or which is None:
+        return v.string_value
+    if which == "bool_value":
+        return "true" if v.bool_value else "false"
+    if which == "int_value":
+        return str(v.int_value)
+    if which == "double_value":
+        return repr(v.double_value)
+    if which == "bytes_value":
+        return v.bytes_value.hex()
+    if which == "array_value":
+        return json.dumps([any_value_text(x) for x in v.array_value.values])
+    return json.dumps({kv.key: any_value_text(kv.value) for kv in v.kvlist_value.values})
+
+
+def labels_of(attributes: Iterable[KeyValue]) -> dict[str, str]:
+    """Attributes (a repeated KeyValue field) as a dict of text."""
+    return {kv.key: any_value_text(kv.value) for kv in attributes}
+
+
+def resource_labels(attributes: Iterable[KeyValue]) -> dict[str, str]:
+    """The identifying subset of a resource's attributes."""
+    return {k: v for k, v in labels_of(attributes).items() if identifying(k)}
+
+
+def series_key(metric: str, labels: dict[str, str]) -> str:
+    """The stable key: ``metric{k="v",...}`` with labels sorted by name."""
+    inner = ",".join(f"{json.dumps(k)}={json.dumps(v)}" for k, v in sorted(labels.items()))
+    return f"{metric}{{{inner}}}"
