@@ -350,7 +350,8 @@ def _check_scores(key: str, anomaly: np.ndarray, n: int) -> None:
     bad = np.flatnonzero(~((anomaly >= 0.0) & (anomaly <= 1.0)))
     if len(bad):
         raise NabInputError(
-            f"{key!r}: row {bad[0]}: anomaly score {anomaly[bad[0]]!r} is not in [0, 1]"
+            f"{key!r}: row {bad[0]} (0-based): anomaly score {float(anomaly[bad[0]])!r} "
+            "is not in [0, 1]; detectors must output scores in [0, 1]"
         )
 
 
