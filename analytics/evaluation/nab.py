@@ -366,9 +366,9 @@ def _sweep(
     none = -profile.fn * pool.windows
     outside = np.where(pool.window < 0, weighted, 0.0)
     gain = outside + _window_gains(pool, weighted, profile)
-    # The last row of each run of equal scores: the state once that threshold is applied.
     if not len(gain):
         return NO_DETECTION_THRESHOLD, np.array([NO_DETECTION_THRESHOLD]), np.array([none])
+    # The last row of each run of equal scores: the state once that threshold is applied.
     group_end = np.flatnonzero(np.append(pool.anomaly[1:] != pool.anomaly[:-1], True))
     raw = np.concatenate([[none], none + np.cumsum(gain)[group_end]])
     candidates = np.concatenate([[NO_DETECTION_THRESHOLD], pool.anomaly[group_end]])
