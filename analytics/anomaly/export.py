@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter as Tally
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -112,9 +112,9 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, value=value)
 
 
-def _by_reason(name: str, doc: str, counts: Tally[str]) -> CounterMetricFamily:
+def _by_reason(name: str, doc: str, counts: Mapping[str, int]) -> CounterMetricFamily:
     family = CounterMetricFamily(name, doc, labels=["reason"])
-    for reason, n in sorted(counts.items()):
+    for reason, n in sorted(dict(counts).items()):  # a copy: the worker thread adds reasons
         family.add_metric([reason], n)
     return family
 
@@ -122,10 +122,17 @@ def _by_reason(name: str, doc: str, counts: Tally[str]) -> CounterMetricFamily:
 class AnomalyExport(Collector):
     """Every ``keiko_anomaly_*`` metric, from the stats and the score board."""
 
-    def __init__(self, stats: Stats, board: ScoreBoard, live_series: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        stats: Stats,
+        board: ScoreBoard,
+        live_series: Callable[[], int],
+        decoder_skipped: Callable[[], Mapping[str, int]],
+    ) -> None:
         self.stats = stats
         self.board = board
         self.live_series = live_series
+        self.decoder_skipped = decoder_skipped  # the decoder's own counts, by reason
 
     def collect(self) -> Iterator[Metric]:
         s = self.stats
@@ -150,8 +157,9 @@ class AnomalyExport(Collector):
         )
         yield _by_reason(
             "keiko_anomaly_skipped_points",
-            "Points not scored: excluded by include/exclude, or skipped by the decoder.",
-            s.skipped_points,
+            "Points not scored: excluded (include/exclude), or skipped by the decoder "
+            "(series_cap, out_of_order, first_point, ...).",
+            Tally(dict(self.decoder_skipped())) + Tally(dict(s.skipped_points)),
         )
         yield _gauge("keiko_anomaly_series", "Series held now.", self.live_series())
         yield _counter(
@@ -179,7 +187,7 @@ class AnomalyExport(Collector):
         saves = CounterMetricFamily(
             "keiko_anomaly_checkpoints", "Checkpoint saves by outcome.", labels=["outcome"]
         )
-        for outcome, n in sorted(s.checkpoints.items()):
+        for outcome, n in sorted(dict(s.checkpoints).items()):
             saves.add_metric([outcome], n)
         yield saves
         yield _gauge(
