@@ -289,7 +289,9 @@ class AnomalyDetector:
             older = state.newest - self.config.idle_expiry
             freed = await asyncio.to_thread(state.table.evict_idle, older)
             self.stats.evicted += len(freed)
-        refused = state.table.refused
+        # The decoder counts each refused point once (the table's own count is per intern
+        # call plus per point, so it double-counts a refused series' first point).
+        refused = state.decoder.skipped["series_cap"]
         self.stats.refused_points = refused
         if refused > self._refused_logged:
             log.warning(
@@ -362,7 +364,7 @@ class AnomalyDetector:
         self.state = state
         self.stats.offset = self.stats.checkpoint_offset = found.offset
         self.stats.restored_series = len(state.table)
-        self._refused_logged = state.table.refused
+        self._refused_logged = 0  # a new decoder counts from zero
         log.info(
             "anomaly: restored %d series from the checkpoint of %s; resuming after metrics "
             "offset %d",

@@ -33,7 +33,7 @@ class Stats:
     skipped_records: Tally[str] = field(default_factory=Tally)  # by reason
     skipped_points: Tally[str] = field(default_factory=Tally)  # by reason
     evicted: int = 0
-    refused_points: int = 0  # of series beyond max_series
+    refused_points: int = 0  # of series beyond max_series (as of the last check)
     restored_series: int = 0
     offset: int = 0  # last offset processed
     checkpoint_offset: int = 0  # last offset a saved checkpoint covers
@@ -165,7 +165,7 @@ class AnomalyExport(Collector):
         yield _counter(
             "keiko_anomaly_series_refused",
             "Points refused because max_series series were held (the cap was hit).",
-            s.refused_points,
+            self.decoder_skipped().get("series_cap", 0),
         )
         yield _counter(
             "keiko_anomaly_series_evicted", "Series forgotten after idle_expiry.", s.evicted
