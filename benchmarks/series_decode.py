@@ -105,7 +105,12 @@ def main() -> int:
     ap.add_argument("--profile", choices=["gauge", "sum", "histogram"], help="cProfile one case")
     args = ap.parse_args()
     if args.profile:
-        make = {"gauge": gauges, "sum": sums, "histogram": histograms}[args.profile]
+        cases: dict[str, Callable[[int, int, int], bytes]] = {
+            "gauge": gauges,
+            "sum": sums,
+            "histogram": histograms,
+        }
+        make = cases[args.profile]
         cProfile.runctx(
             "run(make, args.requests, args.series, args.per)",
             globals(),

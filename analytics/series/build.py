@@ -48,7 +48,7 @@ def monotonic_sum(
 ) -> None:
     """A Sum of (attributes, start s, time s, value) points (start 0: unknown)."""
     m = scope.metrics.add(name=name)
-    m.sum.aggregation_temporality = temporality  # type: ignore[assignment]
+    m.sum.aggregation_temporality = temporality
     m.sum.is_monotonic = monotonic
     for attrs, start, t, v in points:
         m.sum.data_points.add(
@@ -68,7 +68,7 @@ def histogram(
 ) -> None:
     """An explicit-bucket Histogram of (attributes, start s, time s, bucket counts) points."""
     m = scope.metrics.add(name=name)
-    m.histogram.aggregation_temporality = temporality  # type: ignore[assignment]
+    m.histogram.aggregation_temporality = temporality
     for attrs, start, t, counts in points:
         m.histogram.data_points.add(
             attributes=kvs(attrs),

@@ -5,8 +5,11 @@ Rules (times are the points' unix nanoseconds, kept as ints so differences are e
   - a point not later than the last one: skipped (``out_of_order``), state kept, so replays
     after a restore never emit anything;
   - a counter reset (the value or count went down, or ``start_time`` changed): the new
-    point is the delta since its own start, used only when that start is known
-    (0 < start < time); else skipped (``counter_reset_unknown_start``);
+    point is the delta since its own start, used only when that start is a new one that
+    lies between the previous point and this one (the counter restarted in between); else
+    skipped (``counter_reset_unknown_start``): a drop with an unchanged or unknown (0)
+    start has no known reset time, and a start before the previous point cannot be a
+    restart after it (two processes writing one series), so no rate is guessed;
   - otherwise: delta = value - last value over time - last time.
 Delta temporality needs no value state: the interval is time - start when the start is
 known, else time - the series' previous point time, else the point is skipped
@@ -45,9 +48,9 @@ def classify(
     return Step.NEXT
 
 
-def reset_interval(start: int, t: int) -> int:
-    """Nanoseconds since a reset counter's start, 0 when the start is unknown."""
-    return t - start if 0 < start < t else 0
+def reset_interval(last_start: int, last_time: int, start: int, t: int) -> int:
+    """Nanoseconds since a reset counter's new start, 0 when that start is not usable."""
+    return t - start if start != last_start and last_time <= start < t else 0
 
 
 @dataclass(slots=True)

@@ -213,7 +213,7 @@ class MetricsDecoder:
                 continue
             if step is Step.NEXT:
                 out.add(sid, t, (v - last[1]) * 1e9 / (t - last[2]))
-            elif interval := reset_interval(start, t):
+            elif interval := reset_interval(int(last[0]), int(last[2]), start, t):
                 out.add(sid, t, v * 1e9 / interval)
             else:
                 self._touch_only(out, sid, t, "counter_reset_unknown_start")
@@ -275,7 +275,7 @@ class MetricsDecoder:
             self.skipped["out_of_order"] += 1
         elif step is Step.NEXT:
             self._emit_hist(out, ids, t, t - last.time, new.count - last.count, _delta(new, last))
-        elif interval := reset_interval(new.start, t):
+        elif interval := reset_interval(last.start, last.time, new.start, t):
             self._emit_hist(out, ids, t, interval, new.count, _buckets(new))
         else:
             self._touch_only(out, sid, t, "counter_reset_unknown_start")
@@ -349,14 +349,18 @@ class MetricsDecoder:
             rl = resource_labels(resource.attributes)
             res = self._resources[rtoken] = (rl.get("service.name", ""), rl)
         service, labels = res[0], {**res[1], **labels_of(p.attributes)}
-        ids = []
+        ids: list[int] = []
         for suffix, kind in derived:
             name = m.name + suffix
             unit = m.unit + "/s" if kind is SeriesKind.RATE and not suffix else m.unit
             unit = "1/s" if suffix == ":rate" else unit
-            ids.append(
-                self.table.intern(series_key(name, labels), name, service, kind, unit, labels)
-            )
+            key = series_key(name, labels)
+            # the first series' refusals are counted per point by _refused(); later ones
+            # (a histogram's quantiles when its rate fitted) once here
+            sid = self.table.intern(key, name, service, kind, unit, labels, count_refused=bool(ids))
+            if sid < 0 and not ids:
+                return (-1,) * len(derived)
+            ids.append(sid)
         return tuple(ids)
 
     def _refused(self, n: int) -> None:
@@ -389,7 +393,7 @@ class MetricsDecoder:
         if not finite.all():
             self.skipped["non_finite"] += int((ok & ~finite).sum())
             ok &= finite
-        times = ns * 1e-9
+        times = ns / 1e9  # division, not * 1e-9: whole seconds stay exact
         fresh = times > self.table.last_seen[ids]  # replayed or duplicate points
         if not fresh.all():
             self.skipped["out_of_order"] += int((ok & ~fresh).sum())
@@ -401,7 +405,7 @@ class MetricsDecoder:
             ids, times, values = ids[order], times[order], values[order]
         self.table.touch(ids, times)
         if out.touch_ids:
-            self.table.touch(np.array(out.touch_ids), np.array(out.touch_times) * 1e-9)
+            self.table.touch(np.array(out.touch_ids), np.array(out.touch_times) / 1e9)
         return PointBatch(ids, times, values)
 
 
@@ -434,7 +438,7 @@ def _delta(
 ) -> tuple[Sequence[float], Sequence[float], Sequence[int]] | None:
     """Buckets of new - last (same series, no reset); None when the layouts cannot be aligned."""
     if new.scale is None:
-        if new.bounds != last.bounds or last.scale is not None:
+        if new.bounds != last.bounds or len(new.counts) != len(last.counts):
             return None
         diff = HistState(
             0, 0, 0, new.bounds, tuple(a - b for a, b in zip(new.counts, last.counts, strict=True))

@@ -79,13 +79,19 @@ class SeriesTable:
         unit: str = "",
         labels: dict[str, str] | None = None,
         now: float = -np.inf,
+        *,
+        count_refused: bool = True,
     ) -> int:
-        """The id of ``key``, created when new; -1 (and ``refused`` += 1) when the table is full."""
+        """The id of ``key``, created when new; -1 when the table is full.
+
+        A refusal adds 1 to ``refused`` unless ``count_refused`` is False (callers that
+        cache the -1 and count each refused point with ``refuse()``).
+        """
         sid = self._ids.get(key)
         if sid is not None:
             return sid
         if len(self._ids) >= self.max_series:
-            self.refused += 1
+            self.refused += count_refused
             return -1
         sid = heapq.heappop(self._free) if self._free else len(self._infos)
         info = SeriesInfo(sid, key, metric, service, kind, unit, dict(labels or {}))
