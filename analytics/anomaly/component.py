@@ -121,14 +121,20 @@ class AnomalyDetector:
             return
         self._closed = True
         self._stop.set()
+        finished = True
         if self._task is not None:
             try:
                 await asyncio.wait_for(self._task, max(0.0, deadline - time.monotonic()))
             except TimeoutError:
-                log.warning("anomaly: still processing at the shutdown deadline")
+                # A worker thread may still be changing the state: no snapshot of it.
+                log.warning(
+                    "anomaly: still processing at the shutdown deadline: no final "
+                    "checkpoint (the next start replays from the last one)"
+                )
+                finished = False
             except Exception:
                 log.exception("anomaly: the detector task failed")
-        if self._consumer is not None and self.checkpoints is not None:
+        if finished and self._consumer is not None and self.checkpoints is not None:
             try:
                 left = max(0.1, deadline - time.monotonic())
                 await asyncio.wait_for(self._checkpoint(), left)

@@ -14,13 +14,15 @@ from __future__ import annotations
 import asyncio
 import io
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from fixtures.keiko import HOST, KeikoFactory, KeikoProcess, free_port
+from fixtures.nats import NatsServer
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 from opentelemetry.sdk.metrics.export import (
     Gauge,
@@ -305,8 +307,33 @@ def eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:
 FAST = {"analytics": {"anomaly": {"fetch_timeout": "100ms"}}}
 
 
-def test_restart_resumes_from_the_checkpoint(keiko_process: KeikoFactory) -> None:
-    kp = keiko_process(FAST)
+@pytest.fixture(scope="module")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    server = NatsServer(tmp_path_factory.mktemp("nats")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["embedded", "nats"])
+def store_config(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """keiko's `store:` overrides: the default embedded store, or a real nats-server."""
+    if request.param == "embedded":
+        return {}
+    server: NatsServer = request.getfixturevalue("nats_server")
+    prefix = "T" + uuid.uuid4().hex[:12].upper()
+    return {
+        "store": {
+            "backend": "nats",
+            "nats": {"servers": [server.url], "stream_prefix": prefix},
+            "retention": {"max_bytes": "16MiB"},
+        }
+    }
+
+
+def test_restart_resumes_from_the_checkpoint(
+    keiko_process: KeikoFactory, store_config: dict[str, Any]
+) -> None:
+    kp = keiko_process({**FAST, **store_config})
     start = time.time() - 3600
     series = {f"/r{i}": flat_series(start, 30) for i in range(3)}
     send_in_requests(kp.otlp_grpc, series, per=10)
@@ -324,6 +351,34 @@ def test_restart_resumes_from_the_checkpoint(keiko_process: KeikoFactory) -> Non
     assert metrics[("keiko_anomaly_records_total", ())] == 1  # only the new record
     assert metrics[("keiko_anomaly_series", ())] == 3  # the same series, not new ones
     assert ("keiko_anomaly_skipped_records_total", (("reason", "replayed"),)) not in metrics
+
+
+def test_a_crash_replays_what_the_checkpoint_does_not_cover(keiko_process: KeikoFactory) -> None:
+    """SIGKILL after a checkpoint: the state comes back from it and only the records after
+    its offset are read again (none learnt twice, none missed)."""
+    overrides = {
+        "analytics": {
+            "anomaly": {
+                "fetch_timeout": "100ms",
+                "checkpoint": {"interval": "1h", "max_records": 3},
+            }
+        }
+    }
+    kp = keiko_process(overrides)
+    start = time.time() - 3600
+    series = {f"/r{i}": flat_series(start, 30) for i in range(3)}
+    send_in_requests(kp.otlp_grpc, series, per=10)  # records 1-3: a checkpoint after them
+    eventually(lambda: sample(kp, "keiko_anomaly_checkpoint_offset") == 3)
+    send_in_requests(kp.otlp_grpc, {k: flat_series(start + 300, 1) for k in series})  # 4
+    eventually(lambda: sample(kp, "keiko_anomaly_offset") == 4)
+    assert sample(kp, "keiko_anomaly_checkpoint_offset") == 3
+    kp.kill()
+    kp.start()
+    eventually(lambda: sample(kp, "keiko_anomaly_points_scored_total") == 3)  # record 4 again
+    metrics = scrape(kp)
+    assert metrics[("keiko_anomaly_series_restored", ())] == 3
+    assert metrics[("keiko_anomaly_records_total", ())] == 1
+    assert metrics[("keiko_anomaly_offset", ())] == 4
 
 
 def test_series_cap_counts_refusals(keiko_process: KeikoFactory) -> None:
