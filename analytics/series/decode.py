@@ -1,8 +1,11 @@
 """MetricsDecoder: OTLP ExportMetricsServiceRequest bytes -> a PointBatch of meaningful values.
 
 Per data point type (series names are the metric name plus the suffix shown):
-  - Gauge, non-monotonic Sum            -> GAUGE ``<name>``
+  - Gauge, cumulative non-monotonic Sum -> GAUGE ``<name>`` (an UpDownCounter's level)
   - monotonic Sum (cumulative or delta) -> RATE ``<name>`` per second (rules: cumulative.py)
+  - delta non-monotonic Sum             -> RATE ``<name>``: the net change per second (its
+    level is unknowable from deltas; SDKs send UpDownCounters cumulative even when
+    asked for delta, so this is rare)
   - Histogram, ExponentialHistogram     -> RATE ``<name>:rate`` of the count per second and
     QUANTILE ``<name>:p50`` ... from the interval's bucket deltas (rules: histograms.py);
     no quantile when the interval has no new observations
@@ -82,17 +85,25 @@ class _Batch:
 
 
 class MetricsDecoder:
-    """Decodes OTLP metrics requests into numbered series; state is bounded by the table."""
+    """Decodes OTLP metrics requests into numbered series; state is bounded by the table.
+
+    ``quantiles`` are the histogram quantiles to estimate (``:p50`` ...), ``max_cache``
+    bounds the id cache (entries; default 4 x the table's cap), ``resource_keys`` adds
+    resource attributes to the identifying set of keys.py (e.g. ``service.instance.id``
+    when several processes of one service share a host and are not told apart otherwise).
+    """
 
     def __init__(
         self,
         table: SeriesTable,
         quantiles: Sequence[float] = (0.5, 0.95, 0.99),
         max_cache: int | None = None,
+        resource_keys: Iterable[str] = (),
     ) -> None:
         if not quantiles or not all(0 < q < 1 for q in quantiles):
             raise ValueError(f"quantiles must be in (0, 1), got {list(quantiles)}")
         self.table = table
+        self.resource_keys = frozenset(resource_keys)
         self.quantiles = tuple(quantiles)
         self.skipped: Counter[str] = Counter()
         self.state = RateState()
@@ -141,9 +152,10 @@ class MetricsDecoder:
             self._gauge(out, self._ids(rtoken, m.name, 0), rtoken, resource, m, m.gauge)
         elif which == "sum":
             s = m.sum
-            if not s.is_monotonic:
+            cumulative = s.aggregation_temporality == CUMULATIVE
+            if not s.is_monotonic and cumulative:
                 self._gauge(out, self._ids(rtoken, m.name, 0), rtoken, resource, m, s)
-            elif s.aggregation_temporality == CUMULATIVE:
+            elif cumulative:
                 self._cumulative_sum(out, rtoken, resource, m)
             else:
                 self._delta_sum(out, rtoken, resource, m)
@@ -346,7 +358,7 @@ class MetricsDecoder:
         self._cached += 1
         res = self._resources.get(rtoken)
         if res is None:
-            rl = resource_labels(resource.attributes)
+            rl = resource_labels(resource.attributes, self.resource_keys)
             res = self._resources[rtoken] = (rl.get("service.name", ""), rl)
         service, labels = res[0], {**res[1], **labels_of(p.attributes)}
         ids: list[int] = []

@@ -23,9 +23,9 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 RESOURCE_KEYS = frozenset({"service.name", "service.namespace", "host.name", "container.id"})
 
 
-def identifying(key: str) -> bool:
+def identifying(key: str, extra: frozenset[str] = frozenset()) -> bool:
     """True when a resource attribute of this name identifies a series."""
-    return key in RESOURCE_KEYS or key.startswith("k8s.")
+    return key in RESOURCE_KEYS or key.startswith("k8s.") or key in extra
 
 
 def any_value_text(v: AnyValue) -> str:
@@ -51,9 +51,11 @@ def labels_of(attributes: Iterable[KeyValue]) -> dict[str, str]:
     return {kv.key: any_value_text(kv.value) for kv in attributes}
 
 
-def resource_labels(attributes: Iterable[KeyValue]) -> dict[str, str]:
-    """The identifying subset of a resource's attributes."""
-    return {k: v for k, v in labels_of(attributes).items() if identifying(k)}
+def resource_labels(
+    attributes: Iterable[KeyValue], extra: frozenset[str] = frozenset()
+) -> dict[str, str]:
+    """The identifying subset of a resource's attributes (plus the ``extra`` names)."""
+    return {k: v for k, v in labels_of(attributes).items() if identifying(k, extra)}
 
 
 def series_key(metric: str, labels: dict[str, str]) -> str:
