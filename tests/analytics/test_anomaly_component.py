@@ -190,11 +190,14 @@ async def wait_for(check: Callable[[], bool], timeout: float = 15.0) -> None:
 
 
 async def run_detector(
-    data: Path, grpc_port: int, body: Callable[[Keiko, AnomalyDetector], Any]
+    data: Path,
+    grpc_port: int,
+    body: Callable[[Keiko, AnomalyDetector], Any],
+    config: AnomalyConfig = ANOMALY,
 ) -> None:
     async with Keiko(in_process_config(data, grpc_port)) as keiko:
         assert keiko.ctx is not None
-        detector = AnomalyDetector(ANOMALY, keiko.ctx, bank_type=SpikeBank)
+        detector = AnomalyDetector(config, keiko.ctx, bank_type=SpikeBank)
         await detector.start()
         try:
             await body(keiko, detector)
@@ -277,6 +280,34 @@ def test_restart_restores_detector_state(tmp_path: Path) -> None:
 
     asyncio.run(run_detector(tmp_path / "data", port, run_one))
     asyncio.run(run_detector(tmp_path / "data", port, run_two))
+
+
+def test_idle_series_are_evicted_and_forgotten(tmp_path: Path) -> None:
+    start = time.time() - 3600
+    port = free_port()
+    config = AnomalyConfig.model_validate(
+        {"fetch_timeout": "50ms", "idle_expiry": "100s", "checkpoint": {"interval": "100ms"}}
+    )
+
+    async def body(keiko: Keiko, detector: AnomalyDetector) -> None:
+        grpc = f"{HOST}:{port}"
+        await asyncio.to_thread(send_in_requests, grpc, {"/old": flat_series(start, 40)})
+        await wait_for(lambda: detector.stats.points == 40)
+        old = detector.state.table.lookup(next(iter(keys(detector))))
+        later = {"/new": flat_series(start + 40 * STEP + 200, 5)}  # 200 s after /old's last
+        await asyncio.to_thread(send_in_requests, grpc, later)
+        await wait_for(lambda: detector.stats.evicted == 1)
+        assert [k for k in keys(detector) if '"/old"' in k] == []
+        bank = detector.state.bank
+        assert isinstance(bank, SpikeBank)
+        assert detector.state.table.info(old) is None and bank.n[old] == 0  # forgotten
+
+    asyncio.run(run_detector(tmp_path / "data", port, body, config))
+
+
+def keys(detector: AnomalyDetector) -> list[str]:
+    table = detector.state.table
+    return [info.key for i in range(table.high_water) if (info := table.info(i))]
 
 
 # -- `keiko run` as shipped ------------------------------------------------------------------
