@@ -1,0 +1,128 @@
+"""Config models of the forecaster and the scaling advisor (pydantic, unknown keys refused)."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from keiko.store.config import Strict
+
+
+class ForecasterConfig(Strict):
+    """How one series is forecast: step, smoothing, seasonality, robustness, intervals."""
+
+    step_s: float = Field(
+        default=60.0, gt=0, description="Fixed step the input is resampled to (s)."
+    )
+    level_half_life_s: float = Field(
+        default=600.0, gt=0, description="Half-life of the level's exponential smoothing (s)."
+    )
+    trend_half_life_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Half-life of the trend's smoothing (s); longer is steadier.",
+    )
+    trend_damping_s: float = Field(
+        default=1800.0,
+        gt=0,
+        description="Time constant over which an extrapolated trend dies out (s).",
+    )
+    season_s: float = Field(default=86400.0, gt=0, description="Season length (s): one day.")
+    season_bins: int = Field(
+        default=144, ge=4, le=288, description="Bins of the seasonal profile (144: 10 min each)."
+    )
+    season_half_life_days: float = Field(
+        default=3.0, gt=0, description="Half-life of a profile bin, in visits (days)."
+    )
+    clip: float = Field(
+        default=3.0, gt=0, description="Residuals beyond this many scales are clipped (spikes)."
+    )
+    shift_after: int = Field(
+        default=6,
+        ge=1,
+        description="Same-sign clipped residuals in a row after which a level shift is adopted.",
+    )
+    coverage: float = Field(
+        default=0.8, gt=0, lt=1, description="Nominal coverage of the prediction interval."
+    )
+    residual_window: int = Field(
+        default=240, ge=20, le=512, description="Recent h-step residuals kept for the interval."
+    )
+
+
+class WorkloadScaling(Strict):
+    """Scaling settings of one workload."""
+
+    capacity_per_replica: float | None = Field(
+        default=None,
+        gt=0,
+        description="Rate one replica serves at its latency objective; null: learnt from "
+        "observed throughput against latency (needs replicas and latency in observations).",
+    )
+    target_utilisation: float = Field(
+        default=0.7,
+        gt=0,
+        le=1,
+        description="Fraction of capacity to plan for (as the HPA's target).",
+    )
+    headroom: float = Field(
+        default=0.0, ge=0, description="Extra fraction on top of the forecast peak."
+    )
+    horizon_s: float = Field(
+        default=600.0, gt=0, description="Look-ahead after the start-up delay (s)."
+    )
+    startup_s: float = Field(
+        default=60.0, ge=0, description="Time for a new pod to become ready (s)."
+    )
+    scale_in_stabilisation_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="Scale in only to the highest recommendation of this window (s).",
+    )
+    min_replicas: int = Field(default=1, ge=0, description="Lower bound on the advice.")
+    max_replicas: int = Field(default=100, ge=1, description="Upper bound on the advice.")
+    max_relative_width: float = Field(
+        default=1.0,
+        gt=0,
+        description="Trust the forecast only while (upper - lower) / peak is at most this.",
+    )
+    min_history_s: float = Field(
+        default=3600.0, ge=0, description="Trust the forecast only after this much history (s)."
+    )
+    latency_objective_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Latency at which a replica counts as saturated when learning capacity; "
+        "null: 1.5 x the latency seen at low load.",
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> WorkloadScaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"min_replicas ({self.min_replicas}) exceeds max_replicas ({self.max_replicas})"
+            )
+        return self
+
+
+class AdvisorConfig(Strict):
+    """The scaling advisor: defaults for every workload, overrides by name, bounds."""
+
+    step_s: float = Field(
+        default=60.0, gt=0, description="Step the request rates are resampled to (s)."
+    )
+    defaults: WorkloadScaling = Field(
+        default_factory=WorkloadScaling, description="Settings of workloads not named below."
+    )
+    workloads: dict[str, WorkloadScaling] = Field(
+        default_factory=dict, description="Per-workload settings, replacing the defaults."
+    )
+    forecaster: ForecasterConfig = Field(
+        default_factory=ForecasterConfig, description="Forecaster settings (step_s is overridden)."
+    )
+    max_workloads: int = Field(
+        default=1000, ge=1, description="Workloads tracked at once; the least recently seen goes."
+    )
+
+    def for_workload(self, name: str) -> WorkloadScaling:
+        """The settings of ``name``."""
+        return self.workloads.get(name, self.defaults)

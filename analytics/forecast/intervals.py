@@ -1,0 +1,101 @@
+"""Prediction intervals from the empirical quantiles of recent residuals (bounded rings).
+
+A residual is ``actual - forecast`` for forecasts made exactly h steps earlier, so the
+interval ``forecast + [q_lo, q_hi]`` is calibrated for that horizon on recent data (split
+conformal prediction on a sliding window), whatever the residuals' distribution.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+
+class Ring:
+    """The last ``size`` floats pushed, oldest overwritten first."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._data = np.full(size, math.nan)
+        self._next = 0
+        self.count = 0
+
+    def push(self, value: float) -> None:
+        """Add one value, dropping the oldest when full."""
+        self._data[self._next] = value
+        self._next = (self._next + 1) % self.size
+        self.count = min(self.count + 1, self.size)
+
+    def values(self) -> np.ndarray:
+        """The values held (in no particular order)."""
+        return self._data[: self.count] if self.count < self.size else self._data
+
+    def to_state(self) -> dict[str, Any]:
+        """JSON-able state."""
+        return {
+            "size": self.size,
+            "data": _floats(self._data),
+            "next": self._next,
+            "count": self.count,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Ring:
+        """The ring of ``to_state``."""
+        ring = cls(int(state["size"]))
+        ring._data = np.array([math.nan if v is None else v for v in state["data"]], np.float64)
+        ring._next, ring.count = int(state["next"]), int(state["count"])
+        return ring
+
+
+class ResidualQuantiles:
+    """Two-sided interval of nominal ``coverage`` from the last ``window`` residuals."""
+
+    min_residuals = 20
+
+    def __init__(self, coverage: float, window: int) -> None:
+        self.coverage = coverage
+        self.ring = Ring(window)
+
+    def push(self, residual: float) -> None:
+        """Record one residual (NaN is ignored)."""
+        if math.isfinite(residual):
+            self.ring.push(residual)
+
+    @property
+    def ready(self) -> bool:
+        """Whether enough residuals are held for a meaningful interval."""
+        return self.ring.count >= self.min_residuals
+
+    def offsets(self) -> tuple[float, float]:
+        """``(q_lo, q_hi)`` to add to a forecast; NaN until ``ready``."""
+        if not self.ready:
+            return math.nan, math.nan
+        tail = (1.0 - self.coverage) / 2.0
+        lo, hi = np.quantile(self.ring.values(), [tail, 1.0 - tail])
+        return float(lo), float(hi)
+
+    def upper_offset(self, quantile: float) -> float:
+        """One-sided offset: the ``quantile`` of the residuals (NaN until ``ready``)."""
+        if not self.ready:
+            return math.nan
+        return float(np.quantile(self.ring.values(), quantile))
+
+    def to_state(self) -> dict[str, Any]:
+        """JSON-able state."""
+        return {"coverage": self.coverage, "ring": self.ring.to_state()}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> ResidualQuantiles:
+        """The tracker of ``to_state``."""
+        ring = Ring.from_state(state["ring"])
+        tracker = cls(float(state["coverage"]), ring.size)
+        tracker.ring = ring
+        return tracker
+
+
+def _floats(values: np.ndarray) -> list[float | None]:
+    # JSON has no NaN: None stands for it
+    return [None if math.isnan(v) else float(v) for v in values]

@@ -1,0 +1,230 @@
+"""Online forecaster: robust damped-trend exponential smoothing with a daily profile.
+
+Two models learn side by side on a fixed step: a seasonal one (level + damped trend + a
+profile of ``season_bins`` bins over the day, interpolated) and a flat one (level + damped
+trend). The one with the lower recent error at the configured horizon makes the forecast,
+so daily seasonality is used only where the data has it. Residuals beyond ``clip`` scales
+are clipped (spikes barely move the state) unless ``shift_after`` of them in a row lie on
+the same side, which is taken as a level shift and adopted at once. State: a few dozen
+floats plus the profile and the residual rings, a few hundred floats in all.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from analytics.forecast.config import ForecasterConfig
+from analytics.forecast.intervals import ResidualQuantiles
+
+_WARMUP = 8  # first residuals: no clipping while the scale is being learnt
+_ERROR_HALF_LIFE = 288  # steps over which the models' h-step errors are compared
+
+
+def _rate(step: float, half_life: float) -> float:
+    return 1.0 - 0.5 ** (step / half_life)
+
+
+class Holt:
+    """Level and damped trend, updated with a (clipped) one-step error."""
+
+    def __init__(self, alpha: float, beta: float, phi: float) -> None:
+        self.alpha, self.beta, self.phi = alpha, beta, phi
+        self.level = math.nan
+        self.trend = 0.0
+
+    def one_step(self) -> float:
+        """The level expected at the next step."""
+        return self.level + self.phi * self.trend
+
+    def update(self, error: float, seen: int) -> None:
+        """Move by ``error`` (the observation minus ``one_step()``); ``seen``: values so far."""
+        prev = self.level
+        # a running mean until that is slower than alpha: a sound start from the first values
+        self.level = self.one_step() + max(self.alpha, 1.0 / (seen + 1)) * error
+        self.trend = self.phi * self.trend + self.beta * (self.level - prev - self.phi * self.trend)
+
+    def reset(self, level: float) -> None:
+        """Start again at ``level`` with no trend (a level shift)."""
+        self.level, self.trend = level, 0.0
+
+    def ahead(self, steps: np.ndarray) -> np.ndarray:
+        """Level + damped trend ``steps`` ahead (steps >= 1)."""
+        phi = self.phi
+        damp = steps if phi >= 1.0 else phi * (1.0 - phi**steps) / (1.0 - phi)
+        return np.asarray(self.level + self.trend * damp, np.float64)
+
+
+class Profile:
+    """Additive daily profile in bins, linearly interpolated between bin centres."""
+
+    def __init__(self, bins: int, season_s: float, gamma: float) -> None:
+        self.bins, self.season_s, self.gamma = bins, season_s, gamma
+        self.values = np.zeros(bins)
+        self.weight = np.zeros(bins)
+
+    def _where(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        pos = (np.mod(times, self.season_s) / self.season_s) * self.bins - 0.5
+        left = np.floor(pos)
+        frac = pos - left
+        i = left.astype(np.int64) % self.bins
+        return i, (i + 1) % self.bins, frac
+
+    def at(self, times: np.ndarray) -> np.ndarray:
+        """The profile at these unix times."""
+        i, j, frac = self._where(times)
+        return np.asarray(self.values[i] * (1.0 - frac) + self.values[j] * frac)
+
+    def update(self, time: float, deviation: float) -> None:
+        """Learn that the value at ``time`` lay ``deviation`` above the level."""
+        i, j, frac = self._where(np.array([time]))
+        for b, w in ((int(i[0]), 1.0 - float(frac[0])), (int(j[0]), float(frac[0]))):
+            if w <= 0.0:
+                continue
+            self.weight[b] += w
+            rate = w * max(self.gamma, 1.0 / self.weight[b])  # a running mean at first
+            self.values[b] += rate * (deviation - self.values[b])
+
+    @property
+    def complete(self) -> bool:
+        """Whether every bin has been seen at least once."""
+        return bool(np.all(self.weight > 0.0))
+
+
+class Forecaster:
+    """Learns one value per step (``learn``) and forecasts any number of steps ahead."""
+
+    def __init__(self, config: ForecasterConfig, horizon: int) -> None:
+        if horizon < 1:
+            raise ValueError("horizon must be at least one step")
+        self.config, self.horizon = config, horizon
+        step = config.step_s
+        alpha, beta = _rate(step, config.level_half_life_s), _rate(step, config.trend_half_life_s)
+        phi = math.exp(-step / config.trend_damping_s)
+        self.seasonal, self.flat = Holt(alpha, beta, phi), Holt(alpha, beta, phi)
+        per_day = max(1.0, config.season_s / step / config.season_bins)  # visits per bin per day
+        gamma = _rate(1.0, config.season_half_life_days * per_day)
+        self.profile = Profile(config.season_bins, config.season_s, gamma)
+        self.scale = 0.0
+        self.run = 0  # signed count of consecutive clipped residuals
+        self.n = 0
+        self.last_time = math.nan
+        self.err = [0.0, 0.0]  # EWMA |h-step error| of (seasonal, flat)
+        # (target time, seasonal, flat, chosen) of the forecasts made h steps before
+        self._pending = np.full((horizon + 1, 4), math.nan)
+        self.residuals = ResidualQuantiles(config.coverage, config.residual_window)
+
+    # -- learning -------------------------------------------------------------------------
+    def learn(self, time: float, value: float) -> None:
+        """Learn the value of the step starting at ``time`` (steps may be skipped: gaps)."""
+        if not math.isfinite(value):
+            return
+        self._score_pending(time, value)
+        if self.n == 0:
+            self.seasonal.reset(value)
+            self.flat.reset(value)
+        else:
+            self._update(time, value)
+        self.n += 1
+        self.last_time = time
+        self._remember_forecast(time + self.horizon * self.config.step_s)
+
+    def _update(self, time: float, value: float) -> None:
+        season = float(self.profile.at(np.array([time]))[0])
+        e_seas = value - (self.seasonal.one_step() + season)
+        e_flat = value - self.flat.one_step()
+        limit = self.config.clip * self.scale
+        clipped = self.n > _WARMUP and abs(e_seas) > limit and abs(e_flat) > limit
+        if clipped:
+            sign = 1 if e_seas > 0 else -1
+            self.run = self.run + sign if self.run * sign > 0 else sign
+        else:
+            self.run = 0
+        if abs(self.run) >= self.config.shift_after:
+            self.seasonal.reset(value - season)  # a level shift: adopt it at once
+            self.flat.reset(value)
+            self.run = 0
+            return
+        if self.n > _WARMUP:
+            e_seas = max(-limit, min(limit, e_seas))
+            e_flat = max(-limit, min(limit, e_flat))
+        scale_rate = 1.0 / self.n if self.n <= _WARMUP else self.seasonal.alpha / 2
+        self.scale += scale_rate * (min(abs(e_seas), abs(e_flat)) - self.scale)
+        robust_value = self.seasonal.one_step() + season + e_seas  # the clipped observation
+        self.seasonal.update(e_seas, self.n)
+        self.flat.update(e_flat, self.n)
+        self.profile.update(time, robust_value - self.seasonal.level)
+
+    def _score_pending(self, time: float, value: float) -> None:
+        row = self._pending[self._slot(time)]
+        if row[0] != time:
+            return  # no forecast was made for this step (start or after a gap)
+        decay = 1.0 / _ERROR_HALF_LIFE
+        for k in (0, 1):
+            self.err[k] += decay * (abs(value - row[1 + k]) - self.err[k])
+        self.residuals.push(value - row[3])
+
+    def _remember_forecast(self, target: float) -> None:
+        seas, flat = self._both(np.array([target]))
+        chosen = seas if self.uses_season else flat
+        self._pending[self._slot(target)] = (target, seas[0], flat[0], chosen[0])
+
+    def _slot(self, time: float) -> int:
+        return round(time / self.config.step_s) % (self.horizon + 1)
+
+    # -- forecasting ----------------------------------------------------------------------
+    @property
+    def uses_season(self) -> bool:
+        """Whether the seasonal model is making the forecasts (seen a season and better)."""
+        seen = self.n * self.config.step_s >= self.config.season_s and self.profile.complete
+        return seen and self.err[0] < self.err[1]
+
+    def _both(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        steps = np.maximum(np.round((times - self.last_time) / self.config.step_s), 1.0)
+        seas = self.seasonal.ahead(steps) + self.profile.at(times)
+        return seas, self.flat.ahead(steps)
+
+    def forecast(self, times: np.ndarray) -> np.ndarray:
+        """Point forecasts (medians, never below zero) at these future unix times."""
+        if self.n == 0:
+            return np.full(len(times), math.nan)
+        seas, flat = self._both(np.asarray(times, np.float64))
+        return np.maximum(seas if self.uses_season else flat, 0.0)
+
+    def interval(self, forecast: float) -> tuple[float, float]:
+        """The ``coverage`` interval around a forecast ``horizon`` steps ahead (NaN early)."""
+        lo, hi = self.residuals.offsets()
+        return max(forecast + lo, 0.0), forecast + hi
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        """JSON-able state (restore with ``from_state``)."""
+        return {
+            "config": self.config.model_dump(),
+            "horizon": self.horizon,
+            "seasonal": [self.seasonal.level, self.seasonal.trend],
+            "flat": [self.flat.level, self.flat.trend],
+            "profile": [self.profile.values.tolist(), self.profile.weight.tolist()],
+            "scalars": [self.scale, self.run, self.n, self.last_time, *self.err],
+            "pending": [[None if math.isnan(v) else v for v in r] for r in self._pending.tolist()],
+            "residuals": self.residuals.to_state(),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Forecaster:
+        """The forecaster of ``to_state``."""
+        model = cls(ForecasterConfig(**state["config"]), int(state["horizon"]))
+        model.seasonal.level, model.seasonal.trend = state["seasonal"]
+        model.flat.level, model.flat.trend = state["flat"]
+        model.profile.values = np.array(state["profile"][0], np.float64)
+        model.profile.weight = np.array(state["profile"][1], np.float64)
+        scale, run, n, last, e0, e1 = state["scalars"]
+        model.scale, model.run, model.n, model.last_time = scale, int(run), int(n), last
+        model.err = [e0, e1]
+        model._pending = np.array(
+            [[math.nan if v is None else v for v in r] for r in state["pending"]], np.float64
+        )
+        model.residuals = ResidualQuantiles.from_state(state["residuals"])
+        return model

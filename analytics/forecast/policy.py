@@ -1,0 +1,160 @@
+"""Predictive scaling: the forecast peak over the pods' useful future, and replicas for it.
+
+New pods help only once ready, so what matters at ``now`` is the peak demand over
+``[now + startup, now + startup + horizon]``. ``PeakForecaster`` forecasts that peak after
+every step and keeps the residuals of its past peak forecasts (actual window maximum minus
+forecast), so its interval is calibrated for the peak itself. ``decide`` sizes replicas for
+the upper bound when the forecast is trustworthy, never below what the current rate needs,
+and otherwise falls back to the reactive size and says why.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from analytics.forecast.config import ForecasterConfig, WorkloadScaling
+from analytics.forecast.intervals import ResidualQuantiles, Ring
+from analytics.forecast.model import Forecaster
+
+
+@dataclass(frozen=True)
+class Peak:
+    """The forecast peak of a window and its interval (NaN when unknown)."""
+
+    point: float
+    lower: float
+    upper: float
+
+
+class PeakForecaster:
+    """A forecaster plus the calibration of its window-peak forecasts."""
+
+    def __init__(self, config: ForecasterConfig, scaling: WorkloadScaling) -> None:
+        step = config.step_s
+        self.first = max(1, math.ceil(scaling.startup_s / step))
+        self.last = self.first + max(1, math.ceil(scaling.horizon_s / step)) - 1
+        self.model = Forecaster(config, self.last)
+        self.coverage = config.coverage
+        self.recent = Ring(self.last - self.first + 1)  # actual values of the latest window
+        self.predicted = np.full(self.last + 1, math.nan)  # peak forecast by the slot it ends on
+        self.residuals = ResidualQuantiles(config.coverage, config.residual_window)
+        self.learnt = 0
+
+    @property
+    def step(self) -> float:
+        """Step of the series (s)."""
+        return self.model.config.step_s
+
+    def learn(self, time: float, value: float) -> None:
+        """Learn one step; score the peak forecast whose window ended with it."""
+        if not math.isfinite(value):
+            return
+        slot = round(time / self.step) % (self.last + 1)
+        self.recent.push(value)
+        made = self.predicted[slot]  # the peak forecast whose window ends with this step
+        self.predicted[slot] = math.nan
+        if math.isfinite(made) and self.recent.count == self.recent.size:
+            self.residuals.push(float(np.max(self.recent.values())) - made)
+        self.model.learn(time, value)
+        self.learnt += 1
+        steps = np.arange(self.first, self.last + 1, dtype=np.float64)
+        ends = (slot + self.last) % (self.last + 1)
+        self.predicted[ends] = float(np.max(self.model.forecast(time + steps * self.step)))
+
+    def peak(self, start: float, end: float) -> Peak:
+        """Forecast peak of ``[start, end]`` with its interval."""
+        if self.model.n == 0:
+            return Peak(math.nan, math.nan, math.nan)
+        times = np.arange(start, end + self.step / 2, self.step)
+        point = float(np.max(self.model.forecast(times)))
+        lo, hi = self.residuals.offsets()
+        return Peak(point, max(point + lo, 0.0), point + hi)
+
+    def to_state(self) -> dict[str, Any]:
+        """JSON-able state."""
+        return {
+            "model": self.model.to_state(),
+            "recent": self.recent.to_state(),
+            "predicted": [None if math.isnan(v) else v for v in self.predicted.tolist()],
+            "residuals": self.residuals.to_state(),
+            "learnt": self.learnt,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take the state of ``to_state`` (same config)."""
+        self.model = Forecaster.from_state(state["model"])
+        self.recent = Ring.from_state(state["recent"])
+        self.predicted = np.array(
+            [math.nan if v is None else v for v in state["predicted"]], np.float64
+        )
+        self.residuals = ResidualQuantiles.from_state(state["residuals"])
+        self.learnt = int(state["learnt"])
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Replicas wanted before stabilisation, and why."""
+
+    replicas: int
+    mode: str  # "predictive" or "reactive"
+    reason: str
+    peak: Peak
+
+
+def replicas_for(rate: float, capacity: float, scaling: WorkloadScaling) -> int:
+    """Replicas that serve ``rate`` at the target utilisation with the headroom."""
+    if not math.isfinite(rate) or rate <= 0:
+        return scaling.min_replicas
+    need = rate * (1.0 + scaling.headroom) / (capacity * scaling.target_utilisation)
+    return math.ceil(need - 1e-9)
+
+
+def decide(
+    forecaster: PeakForecaster,
+    now: float,
+    reactive: int,
+    capacity: float,
+    scaling: WorkloadScaling,
+    history_s: float,
+) -> Decision:
+    """Predictive replicas when the forecast is trusted, else ``reactive`` (and why).
+
+    ``reactive`` is what the reactive signal asks for now (e.g. ``replicas_for`` the current
+    rate, or the HPA's own recommendation); the predictive size is never below it.
+    """
+    start = now + scaling.startup_s
+    peak = forecaster.peak(start, start + scaling.horizon_s)
+    why_not = _distrust(forecaster, peak, scaling, history_s)
+    if why_not:
+        return Decision(reactive, "reactive", why_not, peak)
+    predictive = replicas_for(peak.upper, capacity, scaling)
+    reason = (
+        f"forecast peak {peak.point:.4g} (80% up to {peak.upper:.4g}) over the next "
+        f"{scaling.horizon_s:.0f} s after a {scaling.startup_s:.0f} s start-up"
+    )
+    if reactive > predictive:
+        reason += f"; the reactive signal asks for more ({reactive})"
+    return Decision(max(predictive, reactive), "predictive", reason, peak)
+
+
+def _distrust(
+    forecaster: PeakForecaster, peak: Peak, scaling: WorkloadScaling, history_s: float
+) -> str:
+    if history_s < scaling.min_history_s:
+        return (
+            f"reactive: only {history_s:.0f} s of history, the forecast is trusted after "
+            f"{scaling.min_history_s:.0f} s"
+        )
+    if not forecaster.residuals.ready:
+        return "reactive: too few scored peak forecasts yet to size an interval"
+    width = (peak.upper - peak.lower) / max(peak.point, 1e-12)
+    if not math.isfinite(width) or width > scaling.max_relative_width:
+        return (
+            f"reactive: the forecast is uncertain (interval {peak.lower:.4g}..{peak.upper:.4g} "
+            f"is {width:.2f} x the peak, more than {scaling.max_relative_width:g})"
+        )
+    return ""

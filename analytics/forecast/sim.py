@@ -1,0 +1,172 @@
+"""Replay a request-rate series through the Kubernetes HPA and through predictive scaling.
+
+Time advances in HPA sync periods (15 s). The demand during a step of the series is that
+step's value. At every sync each controller may scale, then the instant is scored:
+under-provisioned when the demand exceeds ready pods x capacity per pod. Under-provisioned
+minutes = (under-provisioned instants) x 15 s / 60. Replica-hours = provisioned pods
+(starting or ready) x 15 s / 3600, summed. Both controllers see the demand as it was
+``metrics_lag_s`` earlier; the forecaster learns a step only once the step is over and
+that lag has passed. Both share the target utilisation, the start-up delay and the HPA's
+scale-up rate limits; the predictive one scales in after its own stabilisation window.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from pydantic import Field
+
+from analytics.forecast.backtest import to_grid
+from analytics.forecast.config import ForecasterConfig, WorkloadScaling
+from analytics.forecast.hpa import Hpa, HpaConfig, Pods
+from analytics.forecast.policy import PeakForecaster, decide, replicas_for
+from keiko.store.config import Strict
+
+
+class SimConfig(Strict):
+    """A replay: capacity, the HPA's settings and the predictive policy's."""
+
+    capacity: float = Field(gt=0, description="Rate one ready pod serves (units of the series).")
+    horizon_s: float = Field(
+        default=600.0, gt=0, description="Predictive look-ahead after start-up (s)."
+    )
+    hpa: HpaConfig = Field(default_factory=HpaConfig, description="The HPA (and pod start-up).")
+    scale_in_stabilisation_s: float = Field(
+        default=120.0, ge=0, description="Predictive policy's scale-in window (s)."
+    )
+    headroom: float = Field(default=0.0, ge=0, description="Predictive policy's extra fraction.")
+    min_history_s: float = Field(
+        default=3600.0, ge=0, description="History before trusting forecasts (s)."
+    )
+    max_relative_width: float = Field(
+        default=1.0, gt=0, description="Widest trusted interval / peak."
+    )
+    forecaster: ForecasterConfig = Field(
+        default_factory=ForecasterConfig, description="Forecaster."
+    )
+
+    def scaling(self) -> WorkloadScaling:
+        """The predictive policy's settings, sharing the HPA's target and start-up."""
+        return WorkloadScaling(
+            capacity_per_replica=self.capacity,
+            target_utilisation=self.hpa.target_utilisation,
+            headroom=self.headroom,
+            horizon_s=self.horizon_s,
+            startup_s=self.hpa.startup_s,
+            scale_in_stabilisation_s=self.scale_in_stabilisation_s,
+            min_replicas=self.hpa.min_replicas,
+            max_replicas=self.hpa.max_replicas,
+            max_relative_width=self.max_relative_width,
+            min_history_s=self.min_history_s,
+        )
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """The two controllers' scores."""
+
+    step_s: float
+    duration_h: float
+    capacity: float
+    peak_replicas_needed: int
+    hpa_under_min: float
+    pred_under_min: float
+    hpa_replica_h: float
+    pred_replica_h: float
+    fallback_share: float  # of syncs where the predictive policy used the reactive size
+
+    @property
+    def under_ratio(self) -> float:
+        """Predictive / HPA under-provisioned minutes (0 if both are 0)."""
+        if self.hpa_under_min == 0:
+            return 0.0 if self.pred_under_min == 0 else math.inf
+        return self.pred_under_min / self.hpa_under_min
+
+    @property
+    def target_met(self) -> bool:
+        """At most half the HPA's under-provisioned minutes at no more replica-hours."""
+        return self.under_ratio <= 0.5 and self.pred_replica_h <= self.hpa_replica_h
+
+    def summary(self) -> dict[str, float | int | bool]:
+        """Every field plus the ratio and whether the target is met."""
+        return {**asdict(self), "under_ratio": self.under_ratio, "target_met": self.target_met}
+
+
+class _Controller:
+    """Pods plus the scores of one controller."""
+
+    def __init__(self, replicas: int, start: float) -> None:
+        self.pods = Pods([start] * replicas)
+        self.under = 0
+        self.pod_syncs = 0
+
+    def score(self, now: float, demand: float, capacity: float) -> None:
+        if demand > self.pods.ready(now) * capacity:
+            self.under += 1
+        self.pod_syncs += self.pods.total()
+
+
+def simulate(times: np.ndarray, values: np.ndarray, config: SimConfig) -> SimResult:
+    """Replay the series (any spacing; put on the median step) through both controllers."""
+    grid = to_grid(times, values)
+    demand = _carry_forward(grid.values)
+    step, start, cap, hpa_c = grid.step, grid.start, config.capacity, config.hpa
+    scaling = config.scaling()
+    first = replicas_for(float(demand[0]), cap, scaling)
+    hpa, pred = _Controller(first, start), _Controller(first, start)
+    hpa_ctl, pred_ctl = (
+        Hpa(hpa_c),
+        Hpa(
+            hpa_c.model_copy(
+                update={"scale_down_stabilisation_s": scaling.scale_in_stabilisation_s}
+            )
+        ),
+    )
+    forecaster = PeakForecaster(config.forecaster.model_copy(update={"step_s": step}), scaling)
+    learnt, fallback, decided_at = 0, 0, -1
+    decision = None
+    ticks = np.arange(start, start + len(demand) * step, hpa_c.sync_s)
+    for now in ticks:
+        seen = now - hpa_c.metrics_lag_s
+        observed = float(demand[_index(seen, start, step, len(demand))])
+        while learnt < len(demand) and start + (learnt + 1) * step <= seen:
+            forecaster.learn(start + learnt * step, float(grid.values[learnt]))
+            learnt += 1
+        hpa_ctl.sync(now, hpa.pods, observed, cap)
+        reactive = pred_ctl.desired(now, pred.pods, observed, cap)
+        if decision is None or decided_at != learnt:  # the forecast changes only per step
+            decision, decided_at = decide(forecaster, now, 0, cap, scaling, learnt * step), learnt
+        fallback += decision.mode == "reactive"
+        want = reactive if decision.mode == "reactive" else max(decision.replicas, reactive)
+        current = pred.pods.total()
+        new = pred_ctl.normalise(now, current, want)
+        pred_ctl.record(now, current, new)
+        pred.pods.scale_to(new, now, hpa_c.startup_s)
+        d = float(demand[_index(now, start, step, len(demand))])
+        hpa.score(now, d, cap)
+        pred.score(now, d, cap)
+    sync_min, sync_h = hpa_c.sync_s / 60.0, hpa_c.sync_s / 3600.0
+    return SimResult(
+        step_s=step,
+        duration_h=len(ticks) * sync_h,
+        capacity=cap,
+        peak_replicas_needed=math.ceil(float(np.nanmax(demand)) / cap),
+        hpa_under_min=hpa.under * sync_min,
+        pred_under_min=pred.under * sync_min,
+        hpa_replica_h=hpa.pod_syncs * sync_h,
+        pred_replica_h=pred.pod_syncs * sync_h,
+        fallback_share=fallback / max(1, len(ticks)),
+    )
+
+
+def _index(time: float, start: float, step: float, size: int) -> int:
+    return min(max(int((time - start) // step), 0), size - 1)
+
+
+def _carry_forward(values: np.ndarray) -> np.ndarray:
+    idx = np.where(np.isfinite(values), np.arange(len(values)), 0)
+    np.maximum.accumulate(idx, out=idx)
+    out = values[idx]
+    return np.where(np.isfinite(out), out, 0.0)

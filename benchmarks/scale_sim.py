@@ -1,0 +1,159 @@
+"""Benchmark of forecasting and predictive scaling (issue 4) on the shared real data.
+
+Converts the request-rate data into ``timestamp,value`` CSVs under ``benchmarks/out/scale_sim``
+(not committed), then per series: the forecaster's MASE (against seasonal-naive) and 80%
+interval coverage at horizons of 5, 15 and 60 minutes, and ``scale-sim`` of predictive scaling
+against the Kubernetes HPA. Capacity rule: a replica serves one tenth of the series' 99th
+percentile rate, so the busiest minutes need about 10 replicas at full load (15 at the 70%
+target utilisation) and the peak somewhat more.
+
+    .venv/bin/python benchmarks/scale_sim.py [--data /work/shared/data] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analytics.csvseries import read_series_csv
+from analytics.forecast.backtest import backtest, to_grid
+from analytics.forecast.config import ForecasterConfig
+from analytics.forecast.sim import SimConfig, simulate
+
+OUT = Path(__file__).resolve().parent / "out" / "scale_sim"
+NAB = [
+    "realTweets/Twitter_volume_AMZN.csv",
+    "realTweets/Twitter_volume_CVS.csv",
+    "realTweets/Twitter_volume_GOOG.csv",
+    "realTweets/Twitter_volume_KO.csv",
+    "realTweets/Twitter_volume_UPS.csv",
+    "realAWSCloudwatch/ec2_network_in_5abac7.csv",
+]
+
+
+def _write(path: Path, times: np.ndarray, values: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["timestamp", "value"])
+        for t, v in zip(times, values, strict=True):
+            writer.writerow([f"{t:.0f}", f"{v:.6g}"])
+    return path
+
+
+def azure(data: Path, name: str, step: float = 10.0) -> Path:
+    """Requests per second in ``step``-second bins from the one-row-per-request trace."""
+    frame = pd.read_csv(
+        data / f"forecast/azure_llm_inference_2023/AzureLLMInferenceTrace_{name}.csv"
+    )
+    t = pd.to_datetime(frame["TIMESTAMP"], utc=True).astype("int64").to_numpy() / 1e9
+    bins = np.floor(t / step).astype(np.int64)
+    counts = np.bincount(bins - bins.min())
+    times = (np.arange(len(counts)) + bins.min()) * step
+    # the first and last bins are partial (the trace starts and ends inside them): drop them
+    return _write(OUT / f"azure_{name}_{step:.0f}s.csv", times[1:-1], counts[1:-1] / step)
+
+
+def alibaba(data: Path) -> Path:
+    """Service-level QPS: per request type the sum over containers per report, minute means."""
+    frame = pd.read_csv(data / "forecast/alibaba_gentd26/qps.csv")
+    per_report = frame.groupby(["request_type", "timestamp_anon"])["value"].sum().reset_index()
+    per_report["minute"] = (per_report["timestamp_anon"] // 60).astype(np.int64)
+    per_minute = per_report.groupby(["request_type", "minute"])["value"].mean().unstack(0)
+    per_minute = per_minute.ffill().fillna(0.0)
+    gen = per_minute["Generative Requests"]
+    total = per_minute.sum(axis=1)[gen.index]
+    return _write(OUT / "alibaba_service_qps.csv", total.index.to_numpy() * 60.0, total.to_numpy())
+
+
+def nab(data: Path, rel: str) -> Path:
+    """A NAB series as is (5-minute steps)."""
+    series = read_series_csv(data / "nab/data" / rel)
+    return _write(OUT / f"nab_{Path(rel).stem}.csv", series.times, series.values)
+
+
+def prepare(data: Path) -> list[Path]:
+    """All benchmark series as CSV files."""
+    paths = [azure(data, "code"), azure(data, "conv"), alibaba(data)]
+    return paths + [nab(data, rel) for rel in NAB]
+
+
+def capacity_for(values: np.ndarray) -> float:
+    """The capacity rule: a tenth of the 99th percentile rate."""
+    return float(np.nanpercentile(values, 99)) / 10.0
+
+
+def evaluate(path: Path, horizon_min: float) -> dict[str, object]:
+    """Forecast scores at 5/15/60 min and the scaling comparison for one series."""
+    series = read_series_csv(path)
+    step = to_grid(series.times, series.values).step
+    row: dict[str, object] = {"series": path.stem, "step_s": step, "rows": len(series)}
+    for minutes in (5, 15, 60):
+        h = max(1, round(minutes * 60 / step))
+        if h * 4 >= len(series):
+            row[f"mase_{minutes}m"] = row[f"cover_{minutes}m"] = None
+            continue
+        bt = backtest(series, h, ForecasterConfig())
+        row[f"mase_{minutes}m"], row[f"cover_{minutes}m"] = bt.mase, bt.coverage
+    cap = capacity_for(series.values)
+    config = SimConfig(capacity=cap, horizon_s=horizon_min * 60)
+    result = simulate(series.times, series.values, config)
+    row.update(capacity=cap, **result.summary())
+    return row
+
+
+def _fmt(v: object) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
+    return str(v)
+
+
+def main() -> int:
+    """Prepare the data, evaluate every series, print the table."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, default=Path("/work/shared/data"))
+    parser.add_argument("--horizon", type=float, default=10.0, help="scaling look-ahead (minutes)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    started = time.monotonic()
+    rows = [evaluate(p, args.horizon) for p in prepare(args.data)]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    cols = [
+        "series",
+        "step_s",
+        "mase_5m",
+        "cover_5m",
+        "mase_15m",
+        "cover_15m",
+        "mase_60m",
+        "cover_60m",
+        "hpa_under_min",
+        "pred_under_min",
+        "under_ratio",
+        "hpa_replica_h",
+        "pred_replica_h",
+        "fallback_share",
+    ]
+    print(" | ".join(cols))
+    for row in rows:
+        print(" | ".join(_fmt(row.get(c)) for c in cols))
+    print(f"({time.monotonic() - started:.0f} s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
