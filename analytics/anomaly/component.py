@@ -21,6 +21,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,6 +37,9 @@ from keiko.components import ComponentSpec, Context
 from keiko.errors import KeikoError
 from keiko.records import Kind, NewRecord, Record, Stream
 from keiko.store.base import Consumer
+
+if TYPE_CHECKING:
+    from keiko.config.model import KeikoConfig
 
 log = logging.getLogger(__name__)
 GROUP = "anomaly"
@@ -81,6 +85,7 @@ class AnomalyDetector:
             lambda: self.state.decoder.skipped,
         )
         ctx.telemetry.registry.register(self.prom)
+        ctx.reloaders.append(self.reload)
         self.checkpoints: CheckpointStore | None = None
         self._accepted = np.zeros(0, np.int8)  # per id: 0 unknown, 1 scored, 2 excluded
         self._stop = asyncio.Event()
@@ -108,6 +113,29 @@ class AnomalyDetector:
         self.board.forget(ids)
         known = ids[ids < len(self._accepted)]
         self._accepted[known] = 0
+
+    def reload(self, config: KeikoConfig) -> None:
+        """SIGHUP: take threshold, cooldown, include/exclude and score_export.hold at once;
+        the other keys need a restart (they size or locate state)."""
+        new = config.component("analytics", "anomaly")
+        if not isinstance(new, AnomalyConfig) or new == self.config:
+            return
+        live = {"threshold", "cooldown", "include", "exclude", "score_export"}
+        update = {k: getattr(new, k) for k in live}
+        update["score_export"] = self.config.score_export.model_copy(
+            update={"hold": new.score_export.hold}
+        )
+        self.config = self.config.model_copy(update=update)
+        tracker = self.state.tracker
+        tracker.threshold, tracker.cooldown = new.threshold, new.cooldown
+        self.board.threshold, self.board.hold = new.threshold, new.score_export.hold
+        self.accept = MetricFilter(new.include, new.exclude)
+        self._accepted = np.zeros(0, np.int8)  # decide every series again
+        if self.config != new:
+            log.warning(
+                "anomaly: config reloaded; max_series, idle_expiry, fetch_*, checkpoint.* and "
+                "score_export.max_series take effect at the next restart"
+            )
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -145,6 +173,8 @@ class AnomalyDetector:
                 await self._consumer.close()
         with contextlib.suppress(KeyError):
             self.ctx.telemetry.registry.unregister(self.prom)
+        with contextlib.suppress(ValueError):
+            self.ctx.reloaders.remove(self.reload)
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -184,6 +214,18 @@ class AnomalyDetector:
         )
         await self._restore()
         self._consumer = await store.consumer(Stream.METRICS, GROUP)
+        c = self.config
+        log.info(
+            "anomaly: scoring the %s stream as group %r (threshold %g, max_series %d, "
+            "checkpoint every %gs or %d records to bucket %r)",
+            Stream.METRICS.value,
+            GROUP,
+            c.threshold,
+            c.max_series,
+            c.checkpoint.interval,
+            c.checkpoint.max_records,
+            c.checkpoint.bucket,
+        )
 
     async def _step(self) -> None:
         assert self._consumer is not None

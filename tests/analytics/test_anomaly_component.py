@@ -305,6 +305,21 @@ def test_idle_series_are_evicted_and_forgotten(tmp_path: Path) -> None:
     asyncio.run(run_detector(tmp_path / "data", port, body, config))
 
 
+def test_reload_takes_the_threshold_and_filters(tmp_path: Path) -> None:
+    async def body(keiko: Keiko, detector: AnomalyDetector) -> None:
+        raw = {"threshold": 0.5, "cooldown": "1m", "exclude": ["latency"], "max_series": 7}
+        config = in_process_config(tmp_path / "data", 1)
+        config.analytics["anomaly"] = AnomalyConfig.model_validate(raw)
+        for reload in keiko.ctx.reloaders if keiko.ctx else []:
+            reload(config)
+        assert detector.config.threshold == detector.state.tracker.threshold == 0.5
+        assert detector.board.threshold == 0.5 and detector.state.tracker.cooldown == 60
+        assert not detector.accept("latency") and detector.accept("other")
+        assert detector.config.max_series == ANOMALY.max_series  # needs a restart
+
+    asyncio.run(run_detector(tmp_path / "data", free_port(), body))
+
+
 def keys(detector: AnomalyDetector) -> list[str]:
     table = detector.state.table
     return [info.key for i in range(table.high_water) if (info := table.info(i))]
