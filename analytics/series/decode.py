@@ -13,7 +13,7 @@ Per data point type (series names are the metric name plus the suffix shown):
 Skipped points are counted in ``skipped`` by reason: ``no_timestamp``, ``non_finite``,
 ``no_recorded_value`` (the OTLP flag), ``series_cap``, ``first_point``, ``out_of_order``
 (also replays after a restore), ``counter_reset_unknown_start``, ``no_interval``,
-``bucket_layout_changed`` (quantiles only), ``unset_metric``.
+``bucket_layout_changed`` and ``no_buckets`` (quantiles only), ``unset_metric``.
 
 Speed: a series id is cached per (resource, metric, point attributes). For number points
 the cache key is the point's own serialization minus its leading fixed-width fields
@@ -24,6 +24,7 @@ reading the attributes; any other layout only costs a cache miss, never a wrong 
 from __future__ import annotations
 
 import math
+import operator
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -286,16 +287,17 @@ class MetricsDecoder:
             self.state.hists[sid] = last
             self.skipped["out_of_order"] += 1
         elif step is Step.NEXT:
-            self._emit_hist(out, ids, t, t - last.time, new.count - last.count, _delta(new, last))
+            buckets = _delta(new, last)
+            self._emit_hist(out, ids, t, t - last.time, new.count - last.count, buckets, _bare(new))
         elif interval := reset_interval(last.start, last.time, new.start, t):
-            self._emit_hist(out, ids, t, interval, new.count, _buckets(new))
+            self._emit_hist(out, ids, t, interval, new.count, _buckets(new), _bare(new))
         else:
             self._touch_only(out, sid, t, "counter_reset_unknown_start")
 
     def _delta_hist(self, out: _Batch, ids: tuple[int, ...], new: HistState) -> None:
         interval = self._delta_interval(ids[0], new.start, new.time)
         if interval:
-            self._emit_hist(out, ids, new.time, interval, new.count, _buckets(new))
+            self._emit_hist(out, ids, new.time, interval, new.count, _buckets(new), _bare(new))
         elif interval is not None:
             self._touch_only(out, ids[0], new.time, "no_interval")
 
@@ -307,12 +309,13 @@ class MetricsDecoder:
         interval: int,
         count: int,
         buckets: tuple[Sequence[float], Sequence[float], Sequence[int]] | None,
+        no_buckets: bool = False,
     ) -> None:
         out.add(ids[0], t, count * 1e9 / interval)
         if count <= 0:
             return
         if buckets is None:
-            self.skipped["bucket_layout_changed"] += 1
+            self.skipped["no_buckets" if no_buckets else "bucket_layout_changed"] += 1
             return
         qs = hg.quantiles(*buckets, self.quantiles)
         if qs is not None:
@@ -435,6 +438,11 @@ def _hist_state(p: Any, exponential: bool) -> HistState:
     )  # fmt: skip
 
 
+def _bare(h: HistState) -> bool:
+    """True for a histogram point without buckets (count and sum only)."""
+    return h.scale is None and not h.bounds
+
+
 def _buckets(h: HistState) -> tuple[Sequence[float], Sequence[float], Sequence[int]] | None:
     """(lowers, uppers, counts) of a point's own buckets; None when there are no bounds."""
     if h.scale is None:
@@ -452,10 +460,11 @@ def _delta(
     if new.scale is None:
         if new.bounds != last.bounds or len(new.counts) != len(last.counts):
             return None
-        diff = HistState(
-            0, 0, 0, new.bounds, tuple(a - b for a, b in zip(new.counts, last.counts, strict=True))
-        )
-        return _buckets(diff) if all(c >= 0 for c in diff.counts) else None
+        diff = list(map(operator.sub, new.counts, last.counts))
+        if not new.bounds or min(diff) < 0:
+            return None
+        lowers, uppers = hg.explicit_layout(new.bounds)
+        return lowers, uppers, diff
     if last.scale is None or new.scale > last.scale:
         return None
     shift = last.scale - new.scale

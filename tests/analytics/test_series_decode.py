@@ -318,3 +318,33 @@ def test_ebpf_agent_requests_decode() -> None:
     assert out["keiko.ebpf.runq:p50"][0][1] == pytest.approx(1 + 2 * 4 / 6)
     info = dec.table.info(0)
     assert info is not None and info.labels["k8s.pod.name"] == "web-1"
+
+
+def test_delta_non_monotonic_sum_is_net_change_per_second() -> None:
+    dec = decoder()
+    assert counter(dec, [(100, 110, -30)], DELTA, monotonic=False) == [(110.0, -3.0)]
+    info = dec.table.info(0)
+    assert info is not None and info.kind is SeriesKind.RATE
+
+
+def test_extra_resource_keys_tell_instances_apart() -> None:
+    dec = MetricsDecoder(SeriesTable(10), resource_keys=["service.instance.id"])
+    for instance in ("i1", "i2"):
+        req, scope = build.request({"service.name": "api", "service.instance.id": instance})
+        build.gauge(scope, "g", [(A, 1.0, 1.0)])
+        dec.decode(req.SerializeToString())
+    assert len(dec.table) == 2
+
+
+def test_histogram_without_buckets_gives_the_rate_only() -> None:
+    dec = decoder()
+    out = hist(dec, [(5, 10, [3])], DELTA)  # 1 bucket count for 3 bounds: malformed
+    assert out == {"lat:rate": [(10.0, 0.6)]}
+    assert dec.skipped["bucket_layout_changed"] == 1
+    req, scope = build.request()
+    m = scope.metrics.add(name="bare")
+    m.histogram.aggregation_temporality = DELTA
+    m.histogram.data_points.add(start_time_unix_nano=1 * SEC, time_unix_nano=5 * SEC, count=8)
+    out = by_metric(dec, dec.decode(req.SerializeToString()))
+    assert out == {"bare:rate": [(5.0, 2.0)]}
+    assert dec.skipped["no_buckets"] == 1
