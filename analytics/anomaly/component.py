@@ -410,7 +410,8 @@ class AnomalyDetector:
             log.error("anomaly: checkpoint in bucket %r unusable (%s): starting fresh", bucket, exc)
             return
         self.state = state
-        self.stats.offset = self.stats.checkpoint_offset = found.offset
+        offset = await self._resume_offset(found.offset)
+        self.stats.offset = self.stats.checkpoint_offset = offset
         self.stats.restored_series = len(state.table)
         self._refused_logged = 0  # a new decoder counts from zero
         log.info(
@@ -418,8 +419,23 @@ class AnomalyDetector:
             "offset %d",
             len(state.table),
             time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(found.saved_at)),
-            found.offset,
+            offset,
         )
+
+    async def _resume_offset(self, covered: int) -> int:
+        """The checkpoint's offset, unless the stream ends before it (deleted and made
+        again while the bucket survived): then every record would look replayed."""
+        stats = await self.ctx.store.stats()
+        last = next((s.last_offset for s in stats.streams if s.name == Stream.METRICS), 0)
+        if covered <= last:
+            return covered
+        log.warning(
+            "anomaly: the checkpoint covers metrics offset %d but the stream ends at %d (was "
+            "it recreated?): keeping the detectors' state, reading the stream from its start",
+            covered,
+            last,
+        )
+        return 0
 
     def _rebuild(self, parts: dict[str, bytes]) -> _State:
         table = SeriesTable(self.config.max_series)

@@ -23,7 +23,9 @@ class CheckpointConfig(Strict):
         default=60.0,
         gt=0,
         description="Save the state (series table, decoder, detectors) this often; the "
-        "consumer offset is committed with it, so a crash replays at most this much.",
+        "consumer offset is committed with it, so a crash replays at most this much. On the "
+        "nats backend under 30s avoids JetStream redelivering records left uncommitted "
+        "longer (they are skipped, but fetched again).",
     )
     max_records: int = Field(
         default=5000,

@@ -38,7 +38,8 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from prometheus_client.parser import text_string_to_metric_families
 
 from analytics.anomaly.bank import DetectorBank
-from analytics.anomaly.component import AnomalyDetector
+from analytics.anomaly.checkpoint import CheckpointStore
+from analytics.anomaly.component import CHECKPOINT_NAME, AnomalyDetector
 from analytics.anomaly.config import AnomalyConfig
 from analytics.anomaly.scores import Scores
 from keiko.config.load import validate
@@ -318,6 +319,30 @@ def test_reload_takes_the_threshold_and_filters(tmp_path: Path) -> None:
         assert detector.config.max_series == ANOMALY.max_series  # needs a restart
 
     asyncio.run(run_detector(tmp_path / "data", free_port(), body))
+
+
+def test_a_checkpoint_ahead_of_the_stream_does_not_skip_it(tmp_path: Path) -> None:
+    """The bucket outlived the stream (recreated): new records are read, not skipped."""
+    start = time.time() - 3600
+    port = free_port()
+
+    async def body(keiko: Keiko, detector: AnomalyDetector) -> None:
+        await wait_for(
+            lambda: detector.stats.restored_series == 0 and detector.checkpoints is not None
+        )
+        await asyncio.to_thread(send_in_requests, f"{HOST}:{port}", {"/a": flat_series(start, 5)})
+        await wait_for(lambda: detector.stats.points == 5)
+        assert detector.stats.skipped_records["replayed"] == 0
+
+    async def plant() -> None:
+        async with Keiko(in_process_config(tmp_path / "data", port)) as keiko:
+            assert keiko.ctx is not None and keiko.store is not None
+            parts = AnomalyDetector(ANOMALY, keiko.ctx, bank_type=SpikeBank)._parts()
+            kv = await keiko.store.kv(ANOMALY.checkpoint.bucket)
+            await CheckpointStore(kv, CHECKPOINT_NAME, 1 << 16).save(parts, offset=1000)
+
+    asyncio.run(plant())
+    asyncio.run(run_detector(tmp_path / "data", port, body))
 
 
 def keys(detector: AnomalyDetector) -> list[str]:
