@@ -13,7 +13,8 @@ Per data point type (series names are the metric name plus the suffix shown):
 Skipped points are counted in ``skipped`` by reason: ``no_timestamp``, ``non_finite``,
 ``no_recorded_value`` (the OTLP flag), ``series_cap``, ``first_point``, ``out_of_order``
 (also replays after a restore), ``counter_reset_unknown_start``, ``no_interval``,
-``bucket_layout_changed`` and ``no_buckets`` (quantiles only), ``unset_metric``.
+``bucket_layout_changed`` and ``no_buckets`` (quantiles only), ``unset_metric``,
+``future_timestamp``.
 
 Speed: a series id is cached per (resource, metric, point attributes). For number points
 the cache key is the point's own serialization minus its leading fixed-width fields
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import math
 import operator
+import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -92,6 +94,9 @@ class MetricsDecoder:
     bounds the id cache (entries; default 4 x the table's cap), ``resource_keys`` adds
     resource attributes to the identifying set of keys.py (e.g. ``service.instance.id``
     when several processes of one service share a host and are not told apart otherwise).
+    Points more than ``max_future_s`` after the wall clock are skipped (``future_timestamp``):
+    one would make every later point of its series look out of order.
+    Not thread-safe: one decoder per consumer.
     """
 
     def __init__(
@@ -100,11 +105,14 @@ class MetricsDecoder:
         quantiles: Sequence[float] = (0.5, 0.95, 0.99),
         max_cache: int | None = None,
         resource_keys: Iterable[str] = (),
+        max_future_s: float = 3600.0,
     ) -> None:
         if not quantiles or not all(0 < q < 1 for q in quantiles):
             raise ValueError(f"quantiles must be in (0, 1), got {list(quantiles)}")
         self.table = table
         self.resource_keys = frozenset(resource_keys)
+        self.max_future_ns = int(max_future_s * 1e9)
+        self._future_ns = 0  # points after this (set per request) are skipped
         self.quantiles = tuple(quantiles)
         self.skipped: Counter[str] = Counter()
         self.state = RateState()
@@ -129,6 +137,7 @@ class MetricsDecoder:
     def decode_request(self, request: ExportMetricsServiceRequest) -> PointBatch:
         """Points of one parsed request."""
         out = _Batch()
+        self._future_ns = time.time_ns() + self.max_future_ns
         for rm in request.resource_metrics:
             rtoken = rm.resource.SerializeToString()
             for sm in rm.scope_metrics:
@@ -207,6 +216,8 @@ class MetricsDecoder:
                 self.skipped["no_recorded_value"] += 1
             elif not t:
                 self.skipped["no_timestamp"] += 1
+            elif t > self._future_ns:
+                self.skipped["future_timestamp"] += 1
             elif not math.isfinite(v):
                 self.skipped["non_finite"] += 1
             else:
@@ -268,6 +279,8 @@ class MetricsDecoder:
                 self.skipped["no_recorded_value"] += 1
             elif not t:
                 self.skipped["no_timestamp"] += 1
+            elif t > self._future_ns:
+                self.skipped["future_timestamp"] += 1
             else:
                 new = _hist_state(p, exponential)
                 if cumulative:
@@ -399,11 +412,15 @@ class MetricsDecoder:
 
     def _finish(self, out: _Batch) -> PointBatch:
         ids = np.array(out.ids, dtype=np.int64)
-        ns = np.array(out.times, dtype=np.int64)
+        ns = np.array(out.times, dtype=np.uint64)  # fixed64: may not fit int64
         values = np.array(out.values, dtype=np.float64)
         ok = ns > 0
         if not ok.all():
             self.skipped["no_timestamp"] += int(len(ok) - ok.sum())
+        future = ns > self._future_ns
+        if future.any():
+            self.skipped["future_timestamp"] += int(future.sum())
+            ok &= ~future
         finite = np.isfinite(values)
         if not finite.all():
             self.skipped["non_finite"] += int((ok & ~finite).sum())

@@ -348,3 +348,19 @@ def test_histogram_without_buckets_gives_the_rate_only() -> None:
     out = by_metric(dec, dec.decode(req.SerializeToString()))
     assert out == {"bare:rate": [(5.0, 2.0)]}
     assert dec.skipped["no_buckets"] == 1
+
+
+def test_future_timestamps_are_skipped_not_poisoning_the_series() -> None:
+    dec = decoder()
+    req, scope = build.request()
+    build.gauge(scope, "g", [(A, 5.0, 1.0)])
+    scope.metrics[0].gauge.data_points.add(time_unix_nano=2**64 - 1, as_double=2.0)
+    build.monotonic_sum(scope, "c", [(A, 1, 2, 1.0)])
+    scope.metrics[1].sum.data_points.add(time_unix_nano=2**63, as_double=5.0)
+    out = by_metric(dec, dec.decode(req.SerializeToString()))
+    assert out == {"g": [(5.0, 1.0)]}
+    assert dec.skipped["future_timestamp"] == 2
+    req, scope = build.request()
+    build.monotonic_sum(scope, "c", [(A, 1, 4, 3.0)])
+    # "c"'s state is still (t=2, 1.0), not the future point (which would skip this one)
+    assert by_metric(dec, dec.decode(req.SerializeToString())) == {"c": [(4.0, 1.0)]}
