@@ -122,6 +122,7 @@ class MetricsDecoder:
         self._cache: dict[tuple[bytes, str, int], dict[bytes, Any]] = {}
         self._cached = 0
         self._resources: dict[bytes, tuple[str, dict[str, str]]] = {}
+        self._bounds: dict[tuple[float, ...], tuple[float, ...]] = {}  # shared bucket layouts
         table.on_evict(self._forget)
 
     # ----- public API -------------------------------------------------------------------
@@ -283,6 +284,7 @@ class MetricsDecoder:
                 self.skipped["future_timestamp"] += 1
             else:
                 new = _hist_state(p, exponential)
+                new.bounds = self._bounds.setdefault(new.bounds, new.bounds)  # one copy
                 if cumulative:
                     self._cumulative_hist(out, ids, new)
                 else:
@@ -408,6 +410,8 @@ class MetricsDecoder:
     def _clear_cache(self) -> None:
         self._cache.clear()
         self._resources.clear()
+        if len(self._bounds) > 1024:  # layouts are few; bound them against odd senders
+            self._bounds.clear()
         self._cached = 0
 
     def _finish(self, out: _Batch) -> PointBatch:
