@@ -99,7 +99,7 @@ class AnomalyDetector:
         table = SeriesTable(self.config.max_series)
         state = _State(
             table,
-            MetricsDecoder(table),
+            MetricsDecoder(table, resource_keys=self.config.resource_keys),
             self.bank_type(min(self.config.max_series, 1024)),
             ExcursionTracker(self.config.threshold, self.config.cooldown),
         )
@@ -337,8 +337,8 @@ class AnomalyDetector:
             older = state.newest - self.config.idle_expiry
             freed = await asyncio.to_thread(state.table.evict_idle, older)
             self.stats.evicted += len(freed)
-        # The decoder counts each refused point once (the table's own count is per intern
-        # call plus per point, so it double-counts a refused series' first point).
+        # This process's count (the table's persists across restarts; Prometheus counters
+        # start from zero with the process).
         refused = state.decoder.skipped["series_cap"]
         self.stats.refused_points = refused
         if refused > self._refused_logged:
@@ -440,7 +440,7 @@ class AnomalyDetector:
     def _rebuild(self, parts: dict[str, bytes]) -> _State:
         table = SeriesTable(self.config.max_series)
         table.restore(parts["table"])
-        decoder = MetricsDecoder(table)
+        decoder = MetricsDecoder(table, resource_keys=self.config.resource_keys)
         decoder.restore(parts["decoder"])
         tracker = ExcursionTracker(self.config.threshold, self.config.cooldown)
         tracker.restore(parts["excursions"])

@@ -113,6 +113,12 @@ class AnomalyConfig(Strict):
         "The default leaves out keiko's own Prometheus self-metrics if they are scraped "
         "back into the stream (the eBPF node metrics, keiko.ebpf.*, are kept).",
     )
+    resource_keys: list[str] = Field(
+        default_factory=list,
+        description="Resource attributes that identify a series besides service.name, "
+        "service.namespace, host.name, container.id and k8s.* (e.g. service.instance.id "
+        "when several processes of a service share a host). Changing it renames series.",
+    )
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     score_export: ScoreExportConfig = Field(default_factory=ScoreExportConfig)
 
