@@ -128,11 +128,13 @@ class AnomalyExport(Collector):
         board: ScoreBoard,
         live_series: Callable[[], int],
         decoder_skipped: Callable[[], Mapping[str, int]],
+        stream_end: Callable[[], int | None] = lambda: None,
     ) -> None:
         self.stats = stats
         self.board = board
         self.live_series = live_series
         self.decoder_skipped = decoder_skipped  # the decoder's own counts, by reason
+        self.stream_end = stream_end  # the metrics stream's last offset, when known
 
     def collect(self) -> Iterator[Metric]:
         s = self.stats
@@ -179,6 +181,14 @@ class AnomalyExport(Collector):
             "Last metrics offset the saved checkpoint covers (and the group committed).",
             s.checkpoint_offset,
         )
+        end = self.stream_end()
+        if end is not None:
+            yield _gauge(
+                "keiko_anomaly_lag_records",
+                "Metric records not processed yet (the stream's last offset, as of the "
+                "latest store stats, minus the last offset processed).",
+                max(0, end - s.offset),
+            )
         yield from self._checkpoint_metrics()
         yield from self._scores()
 

@@ -422,6 +422,9 @@ def test_restart_resumes_from_the_checkpoint(
     assert metrics[("keiko_anomaly_records_total", ())] == 1  # only the new record
     assert metrics[("keiko_anomaly_series", ())] == 3  # the same series, not new ones
     assert ("keiko_anomaly_skipped_records_total", (("reason", "replayed"),)) not in metrics
+    metrics_end = ("keiko_store_last_offset", (("stream", "metrics"),))
+    eventually(lambda: scrape(kp).get(metrics_end) == offset + 1)  # store stats refreshed
+    assert scrape(kp)[("keiko_anomaly_lag_records", ())] == 0  # present, and caught up
 
 
 def test_a_crash_replays_what_the_checkpoint_does_not_cover(keiko_process: KeikoFactory) -> None:
