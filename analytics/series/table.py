@@ -25,9 +25,10 @@ EvictListener = Callable[[np.ndarray], None]
 class SeriesTable:
     """Interns series keys into dense ids, at most ``max_series`` live at once.
 
-    ``refused`` counts refused *points* (every ``intern`` call that returned -1, plus the
-    ones callers report through ``refuse()`` when they cached the refusal): a rate of
-    points lost to the cap, not a count of distinct keys (which would need unbounded memory).
+    ``refused`` counts refused *points*, not distinct keys (that would need unbounded
+    memory): every ``intern`` call that returned -1 (unless ``count_refused=False``) plus
+    what callers that cache refusals report through ``refuse()``. MetricsDecoder counts one
+    per refused data point (and once per refused histogram quantile series).
     """
 
     def __init__(self, max_series: int) -> None:
