@@ -83,6 +83,7 @@ class AnomalyDetector:
             self.board,
             lambda: len(self.state.table),
             lambda: self.state.decoder.skipped,
+            self._stream_end,
         )
         ctx.telemetry.registry.register(self.prom)
         ctx.reloaders.append(self.reload)
@@ -94,6 +95,13 @@ class AnomalyDetector:
         self._closed = False
         self._since_checkpoint = 0  # records consumed since the last checkpoint
         self._refused_logged = 0
+
+    def _stream_end(self) -> int | None:
+        """The metrics stream's last offset from the stats keiko refreshes for /metrics."""
+        stats = self.ctx.telemetry.store_snapshot.stats
+        if stats is None:
+            return None
+        return next((s.last_offset for s in stats.streams if s.name == Stream.METRICS), None)
 
     def _fresh(self) -> _State:
         table = SeriesTable(self.config.max_series)
