@@ -374,7 +374,9 @@ class AnomalyDetector:
         """Save the state with the offset it covers, then commit that offset."""
         assert self.checkpoints is not None and self._consumer is not None
         offset = self.stats.offset
-        if offset == self.stats.checkpoint_offset:  # nothing new since
+        if offset == self.stats.checkpoint_offset:  # nothing new since: no save, but
+            await self._consumer.commit(offset)  # ack replays the saved state covers (NATS)
+            self._since_checkpoint = 0
             return
         began = time.perf_counter()
         try:

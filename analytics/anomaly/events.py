@@ -8,6 +8,7 @@ numbers, kept in arrays indexed by series id and checkpointed with the detectors
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -111,8 +112,10 @@ def anomaly_event(
     if not math.isfinite(onset):
         onset = time_s  # the detector did not place the onset: the first anomalous point
     low, high = float(scores.expected_low[index]), float(scores.expected_high[index])
+    time_ns = round(time_s * 1e9)
     return {
         "type": "anomaly",
+        "id": event_id(info.key, time_ns),
         "series": info.key,
         "metric": info.metric,
         "service": info.service,
@@ -120,7 +123,7 @@ def anomaly_event(
         "unit": info.unit,
         "labels": dict(info.labels),
         "time": _rfc3339(time_s),
-        "time_unix_nano": round(time_s * 1e9),
+        "time_unix_nano": time_ns,
         "value": _number(value),
         "score": _number(float(scores.probability[index])),
         "threshold": threshold,
@@ -128,6 +131,13 @@ def anomaly_event(
         "onset": _rfc3339(onset),
         "onset_unix_nano": round(onset * 1e9),
     }
+
+
+def event_id(series_key: str, time_ns: int) -> str:
+    """Stable id of the event of a series at a point time: the same after a replay (a crash
+    between writing events and the next checkpoint writes them again), so readers dedupe."""
+    digest = hashlib.sha256(series_key.encode()).hexdigest()[:16]
+    return f"anomaly-{digest}-{time_ns}"
 
 
 def encode_event(event: dict[str, Any]) -> bytes:

@@ -64,6 +64,10 @@ def test_event_json() -> None:
     assert event["expected_range"] == [0.1, None]  # NaN is not JSON
     assert event["onset"] == event["time"]  # no onset from the detector: the first point
     assert json.loads(encode_event(event)) == event
+    again = anomaly_event(info, 1_700_000_000.5, 9.0, scores, 0, 0.99)
+    assert (
+        event["id"] == again["id"] != anomaly_event(info, 1_700_000_010, 9.0, scores, 0, 0.99)["id"]
+    )
 
 
 def test_score_board_is_bounded() -> None:
