@@ -67,6 +67,12 @@ class WorkloadScaling(Strict):
     headroom: float = Field(
         default=0.0, ge=0, description="Extra fraction on top of the forecast peak."
     )
+    peak_quantile: float = Field(
+        default=0.9,
+        gt=0,
+        lt=1,
+        description="Size for this quantile of the forecast peak (from past peak errors).",
+    )
     horizon_s: float = Field(
         default=600.0, gt=0, description="Look-ahead after the start-up delay (s)."
     )

@@ -98,16 +98,17 @@ class Stabiliser:
         self.down_s, self.up_s = down_s, up_s
         self.history: deque[tuple[float, int]] = deque()
 
-    def apply(self, now: float, current: int, desired: int) -> int:
-        """The stabilised recommendation; records ``desired``."""
-        keep = max(self.down_s, self.up_s)
+    def apply(self, now: float, current: int, desired: int, down_s: float | None = None) -> int:
+        """The stabilised recommendation (``down_s``: another scale-down window); records it."""
+        down_s = self.down_s if down_s is None else down_s
+        keep = max(self.down_s, self.up_s, down_s)
         while self.history and self.history[0][0] <= now - keep:
             self.history.popleft()
         up = down = desired
         for t, rec in self.history:
             if t > now - self.up_s:
                 up = min(up, rec)
-            if t > now - self.down_s:
+            if t > now - down_s:
                 down = max(down, rec)
         self.history.append((now, desired))
         return min(max(current, up), down)
@@ -130,10 +131,10 @@ class Hpa:
         ratio = usage / self.config.target_utilisation
         return raw_recommendation(pods.total(), ready, ratio, self.config.tolerance)
 
-    def normalise(self, now: float, current: int, desired: int) -> int:
-        """Stabilisation, the scale-up rate limit, min/max."""
+    def normalise(self, now: float, current: int, desired: int, down_s: float | None = None) -> int:
+        """Stabilisation (``down_s``: another scale-down window), scale-up rate limit, min/max."""
         c = self.config
-        rec = self.stabiliser.apply(now, current, desired)
+        rec = self.stabiliser.apply(now, current, desired, down_s)
         if rec > current:
             rec = min(rec, self.scale_up_limit(now, current))
         return max(c.min_replicas, min(c.max_replicas, rec))

@@ -28,6 +28,7 @@ class Peak:
     point: float
     lower: float
     upper: float
+    sized: float  # the quantile replicas are sized for
 
 
 class PeakForecaster:
@@ -65,14 +66,15 @@ class PeakForecaster:
         ends = (slot + self.last) % (self.last + 1)
         self.predicted[ends] = float(np.max(self.model.forecast(time + steps * self.step)))
 
-    def peak(self, start: float, end: float) -> Peak:
-        """Forecast peak of ``[start, end]`` with its interval."""
+    def peak(self, start: float, end: float, quantile: float) -> Peak:
+        """Forecast peak of ``[start, end]``, its interval and its ``quantile``."""
         if self.model.n == 0:
-            return Peak(math.nan, math.nan, math.nan)
+            return Peak(math.nan, math.nan, math.nan, math.nan)
         times = np.arange(start, end + self.step / 2, self.step)
         point = float(np.max(self.model.forecast(times)))
         lo, hi = self.residuals.offsets()
-        return Peak(point, max(point + lo, 0.0), point + hi)
+        q = point + self.residuals.upper_offset(quantile)
+        return Peak(point, max(point + lo, 0.0), point + hi, max(q, 0.0))
 
     def to_state(self) -> dict[str, Any]:
         """JSON-able state."""
@@ -127,13 +129,14 @@ def decide(
     rate, or the HPA's own recommendation); the predictive size is never below it.
     """
     start = now + scaling.startup_s
-    peak = forecaster.peak(start, start + scaling.horizon_s)
+    peak = forecaster.peak(start, start + scaling.horizon_s, scaling.peak_quantile)
     why_not = _distrust(forecaster, peak, scaling, history_s)
     if why_not:
         return Decision(reactive, "reactive", why_not, peak)
-    predictive = replicas_for(peak.upper, capacity, scaling)
+    predictive = replicas_for(peak.sized, capacity, scaling)
     reason = (
-        f"forecast peak {peak.point:.4g} (80% up to {peak.upper:.4g}) over the next "
+        f"forecast peak {peak.point:.4g} (interval {peak.lower:.4g}..{peak.upper:.4g}, "
+        f"sized for {peak.sized:.4g}) over the next "
         f"{scaling.horizon_s:.0f} s after a {scaling.startup_s:.0f} s start-up"
     )
     if reactive > predictive:

@@ -30,18 +30,21 @@ class SimConfig(Strict):
 
     capacity: float = Field(gt=0, description="Rate one ready pod serves (units of the series).")
     horizon_s: float = Field(
-        default=600.0, gt=0, description="Predictive look-ahead after start-up (s)."
+        default=300.0, gt=0, description="Predictive look-ahead after start-up (s)."
     )
     hpa: HpaConfig = Field(default_factory=HpaConfig, description="The HPA (and pod start-up).")
     scale_in_stabilisation_s: float = Field(
-        default=120.0, ge=0, description="Predictive policy's scale-in window (s)."
+        default=60.0, ge=0, description="Predictive policy's scale-in window (s)."
     )
     headroom: float = Field(default=0.0, ge=0, description="Predictive policy's extra fraction.")
     min_history_s: float = Field(
-        default=3600.0, ge=0, description="History before trusting forecasts (s)."
+        default=900.0, ge=0, description="History before trusting forecasts (s)."
     )
     max_relative_width: float = Field(
-        default=1.0, gt=0, description="Widest trusted interval / peak."
+        default=5.0, gt=0, description="Widest trusted interval / peak."
+    )
+    peak_quantile: float = Field(
+        default=0.5, gt=0, lt=1, description="Quantile of the forecast peak sized for."
     )
     forecaster: ForecasterConfig = Field(
         default_factory=ForecasterConfig, description="Forecaster."
@@ -60,6 +63,7 @@ class SimConfig(Strict):
             max_replicas=self.hpa.max_replicas,
             max_relative_width=self.max_relative_width,
             min_history_s=self.min_history_s,
+            peak_quantile=self.peak_quantile,
         )
 
 
@@ -116,14 +120,7 @@ def simulate(times: np.ndarray, values: np.ndarray, config: SimConfig) -> SimRes
     scaling = config.scaling()
     first = replicas_for(float(demand[0]), cap, scaling)
     hpa, pred = _Controller(first, start), _Controller(first, start)
-    hpa_ctl, pred_ctl = (
-        Hpa(hpa_c),
-        Hpa(
-            hpa_c.model_copy(
-                update={"scale_down_stabilisation_s": scaling.scale_in_stabilisation_s}
-            )
-        ),
-    )
+    hpa_ctl, pred_ctl = Hpa(hpa_c), Hpa(hpa_c)
     forecaster = PeakForecaster(config.forecaster.model_copy(update={"step_s": step}), scaling)
     learnt, fallback, decided_at = 0, 0, -1
     decision = None
@@ -139,9 +136,13 @@ def simulate(times: np.ndarray, values: np.ndarray, config: SimConfig) -> SimRes
         if decision is None or decided_at != learnt:  # the forecast changes only per step
             decision, decided_at = decide(forecaster, now, 0, cap, scaling, learnt * step), learnt
         fallback += decision.mode == "reactive"
-        want = reactive if decision.mode == "reactive" else max(decision.replicas, reactive)
+        # trusted: the forecast, never below what the observed rate needs right now
+        floor = replicas_for(observed, cap, scaling)
+        want = reactive if decision.mode == "reactive" else max(decision.replicas, floor)
         current = pred.pods.total()
-        new = pred_ctl.normalise(now, current, want)
+        # in fallback it is the HPA: its own scale-down window too
+        window = None if decision.mode == "reactive" else scaling.scale_in_stabilisation_s
+        new = pred_ctl.normalise(now, current, want, window)
         pred_ctl.record(now, current, new)
         pred.pods.scale_to(new, now, hpa_c.startup_s)
         d = float(demand[_index(now, start, step, len(demand))])
