@@ -1,0 +1,1 @@
+"""Online anomaly detection: per-series detectors vectorised over series, calibrated scores."""

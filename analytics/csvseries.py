@@ -1,0 +1,124 @@
+"""Read and write the `timestamp,value` CSV files of the offline tools (detect, forecast, scale-sim).
+
+Timestamps may be ``YYYY-MM-DD HH:MM:SS`` (NAB's format, read as UTC), ISO 8601 (with or
+without a zone; no zone means UTC) or unix seconds. The original timestamp text is kept so
+that output rows repeat the input exactly. Errors name the file, the line and the fix.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+
+class SeriesFileError(ValueError):
+    """A CSV file the offline tools cannot read; the message says where and how to fix it."""
+
+
+@dataclass(frozen=True)
+class SeriesCSV:
+    """One series: the timestamps as written, as unix seconds, and the values."""
+
+    raw_timestamps: list[str]
+    times: np.ndarray  # float64 unix seconds
+    values: np.ndarray  # float64; NaN where the value cell is empty
+
+    def __len__(self) -> int:
+        return len(self.raw_timestamps)
+
+
+def parse_timestamp(text: str) -> float:
+    """Unix seconds from unix seconds, ``YYYY-MM-DD HH:MM:SS[.f]`` or ISO 8601 (UTC if no zone)."""
+    text = text.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        if math.isfinite(seconds):
+            return seconds
+        raise ValueError(f"timestamp {text!r} is not a finite number")
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"timestamp {text!r} is neither unix seconds, 'YYYY-MM-DD HH:MM:SS' nor ISO 8601"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+def read_series_csv(path: str | Path, stream: IO[str] | None = None) -> SeriesCSV:
+    """Read a ``timestamp,value`` file (extra columns are ignored); ``-`` or ``stream`` for stdin."""
+    name = str(path)
+    if stream is not None:
+        return _read(name, stream)
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            return _read(name, handle)
+    except OSError as exc:
+        raise SeriesFileError(f"{name}: cannot read: {exc.strerror or exc}") from None
+
+
+def _read(name: str, handle: Iterable[str]) -> SeriesCSV:
+    reader = csv.reader(handle)
+    header = next(reader, None)
+    if header is None:
+        raise SeriesFileError(f"{name}: the file is empty; expected a header 'timestamp,value'")
+    columns = [c.strip().lower() for c in header]
+    if "timestamp" not in columns or "value" not in columns:
+        raise SeriesFileError(
+            f"{name}: line 1: header is {','.join(header)!r}; expected columns "
+            "'timestamp' and 'value' (e.g. 'timestamp,value')"
+        )
+    t_col, v_col = columns.index("timestamp"), columns.index("value")
+    raw: list[str] = []
+    times: list[float] = []
+    values: list[float] = []
+    for line_no, row in enumerate(reader, start=2):
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if len(row) <= max(t_col, v_col):
+            raise SeriesFileError(f"{name}: line {line_no}: expected {len(columns)} columns")
+        try:
+            times.append(parse_timestamp(row[t_col]))
+        except ValueError as exc:
+            raise SeriesFileError(f"{name}: line {line_no}: {exc}") from None
+        values.append(_value(name, line_no, row[v_col]))
+        raw.append(row[t_col])
+    return SeriesCSV(raw, np.asarray(times, dtype=np.float64), np.asarray(values, np.float64))
+
+
+def _value(name: str, line_no: int, text: str) -> float:
+    text = text.strip()
+    if not text:
+        return math.nan  # a gap: scored/forecast from what came before
+    try:
+        return float(text)
+    except ValueError:
+        raise SeriesFileError(f"{name}: line {line_no}: value {text!r} is not a number") from None
+
+
+def write_csv(
+    handle: IO[str], header: Sequence[str], columns: Sequence[Sequence[object]]
+) -> None:
+    """Write columns (equal lengths) under ``header``; floats in their shortest exact form."""
+    writer = csv.writer(handle, lineterminator="\n")
+    writer.writerow(header)
+    for row in zip(*columns, strict=True):
+        writer.writerow(_cell(v) for v in row)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float | np.floating):
+        f = float(value)
+        return "" if math.isnan(f) else repr(f)
+    return str(value)
