@@ -224,12 +224,13 @@ class AnomalyDetector:
         self._consumer = await store.consumer(Stream.METRICS, GROUP)
         c = self.config
         log.info(
-            "anomaly: scoring the %s stream as group %r (threshold %g, max_series %d, "
-            "checkpoint every %gs or %d records to bucket %r)",
+            "anomaly: scoring the %s stream as group %r (threshold %g, max_series %d: "
+            "detector state up to %.0f MiB; checkpoint every %gs or %d records to bucket %r)",
             Stream.METRICS.value,
             GROUP,
             c.threshold,
             c.max_series,
+            self.state.bank.bytes_per_series * c.max_series / 2**20,
             c.checkpoint.interval,
             c.checkpoint.max_records,
             c.checkpoint.bucket,
