@@ -1,0 +1,311 @@
+"""The per-series detector, written once and vectorised over series.
+
+Every series keeps a few dozen numbers (``FIELDS``) and a small time-of-day profile. One
+call to :func:`step` scores one point of each of many series (each series at most once),
+then learns from those points: score first, then learn.
+
+What it looks for, each as an *excess over the series' own record* so that one threshold
+serves every series:
+
+* **range novelty**: the value leaves the range the series has recently lived in (a max
+  and a min that relax slowly towards the current value). Level shifts, spikes beyond the
+  usual peaks, drops to zero.
+* **surprise**: the smallest normalised prediction error over three predictors (a fast
+  and a slow exponentially weighted level, and a time-of-day profile), in log2 units;
+  and its short-term average (sustained drift). A point is surprising only if *every*
+  predictor is surprised, so a daily pattern or a random walk is not flagged.
+* **seasonal drift**: the short-term average of the time-of-day predictor's error, used
+  only where that predictor is clearly better than the level (the series is seasonal).
+
+Each feature ``f`` becomes ``u = (f - record) / spread`` where ``record`` is a slowly
+decaying maximum of the feature; ``u > 0`` means "more extreme than anything recently
+seen". The largest ``u`` goes through a logistic curve to give the anomaly probability.
+The record decays more slowly on series where exceedances are common (bursty series),
+and a detection raises a short hold that damps the points right after it, so that one
+excursion is reported once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+SECONDS_PER_DAY = 86400.0
+
+# One column per scalar of a series' state (float64).
+FIELDS = (
+    "n",  # points learnt
+    "t",  # time of the last point
+    "level_fast",
+    "level_slow",
+    "err_fast",  # mean absolute error of each predictor
+    "err_slow",
+    "err_season",
+    "z_avg",  # short-term average surprise
+    "z_season_avg",  # short-term average of the seasonal predictor's error
+    "rec_z",  # decaying records (log2 units) ...
+    "rec_z_avg",
+    "rec_z_season",
+    "spread_z",  # ... and the typical deviation of each feature from its mean
+    "spread_z_avg",
+    "spread_z_season",
+    "mean_z",
+    "mean_z_avg",
+    "mean_z_season",
+    "x_max",  # the range the series lives in
+    "x_min",
+    "hold",  # points left in the hold after a detection
+    "exceed",  # recent count of record exceedances
+    "onset",  # start time of the current excursion (NaN: none)
+)
+COL = {name: i for i, name in enumerate(FIELDS)}
+
+
+@dataclass(frozen=True)
+class Params:
+    """The detector's constants (rates are per point; tuned on NAB, see benchmarks/nab_eval.py)."""
+
+    warmup: int = 50  # points before any score above 0
+    season_bins: int = 96  # time-of-day bins (15 min)
+    level_fast: float = 0.625
+    level_slow: float = 0.04
+    error_rate: float = 0.05
+    season_rate: float = 0.1
+    season_bin_weight: float = 0.25  # per-bin error vs the series-wide error
+    surprise_offset: float = 0.1  # log2(z + offset): z near 0 is not "very unsurprising"
+    z_avg_rate: float = 0.032
+    z_avg_weight: float = 0.3125
+    z_season_rate: float = 0.1
+    z_season_weight: float = 0.5
+    seasonal_ratio: float = 0.5  # seasonal if its error < ratio x the slow level's error
+    seasonal_min_points: int = 600
+    spread_rate: float = 0.001
+    record_decay: float = 0.002  # record falls by this many spreads per point
+    exceed_rate: float = 0.002
+    exceed_slowdown: float = 1.0
+    range_margin: float = 0.0625  # range novelty: excess as a fraction of the range
+    range_decay: float = 0.00016  # fraction of the range the max/min relax per point
+    relative_floor: float = 1e-3  # scale floor relative to the level (flat series)
+    steepness: float = 2.0
+    hold_points: int = 100
+    hold_trigger: float = 0.7  # u at which a hold starts
+    hold_penalty: float = 1.25
+    onset_z: float = 2.0  # a point this surprising starts an excursion
+    expected_width: float = 3.0  # expected range: prediction +- width x its error
+
+
+class States:
+    """Every series' detector state; rows are series ids, grown on demand."""
+
+    def __init__(self, params: Params, capacity: int = 1024) -> None:
+        self.params = params
+        self.scalars = np.zeros((0, len(FIELDS)))
+        self.season = np.zeros((0, params.season_bins), np.float32)  # level offsets
+        self.season_err = np.zeros((0, params.season_bins), np.float32)  # 0: bin unseen
+        self.grow(capacity)
+
+    @property
+    def capacity(self) -> int:
+        """Series slots allocated."""
+        return len(self.scalars)
+
+    def grow(self, capacity: int) -> None:
+        """Make room for series ids below ``capacity`` (new rows start fresh)."""
+        old = self.capacity
+        if capacity <= old:
+            return
+        bins = self.params.season_bins
+        scalars = np.zeros((capacity, len(FIELDS)))
+        scalars[:old] = self.scalars
+        scalars[old:, COL["onset"]] = np.nan
+        season = np.zeros((capacity, bins), np.float32)
+        season[:old] = self.season
+        season_err = np.zeros((capacity, bins), np.float32)
+        season_err[:old] = self.season_err
+        self.scalars, self.season, self.season_err = scalars, season, season_err
+
+    def reset(self, ids: np.ndarray) -> None:
+        """Forget these series (their ids will be reused)."""
+        ids = ids[ids < self.capacity]
+        self.scalars[ids] = 0.0
+        self.scalars[ids, COL["onset"]] = np.nan
+        self.season[ids] = 0.0
+        self.season_err[ids] = 0.0
+
+    @property
+    def bytes_per_series(self) -> int:
+        """State memory per series slot."""
+        return int(self.scalars.itemsize * len(FIELDS) + 2 * 4 * self.params.season_bins)
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """Per point of one step: probability, expected range, onset (NaN: none)."""
+
+    probability: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    onset: np.ndarray
+
+
+def step(states: States, ids: np.ndarray, t: np.ndarray, x: np.ndarray) -> StepResult:
+    """Score one point per series (``ids`` unique, values finite), then learn from them."""
+    p = states.params
+    st = states.scalars[ids]
+    n = st[:, COL["n"]]
+    first = n == 0
+    for name in ("level_fast", "level_slow", "x_max", "x_min"):
+        st[:, COL[name]] = np.where(first, x, st[:, COL[name]])
+    level_fast, level_slow = st[:, COL["level_fast"]], st[:, COL["level_slow"]]
+    floor = p.relative_floor * np.abs(level_slow) + 1e-9
+
+    bins = ((t % SECONDS_PER_DAY) * (p.season_bins / SECONDS_PER_DAY)).astype(np.intp)
+    bins = np.clip(bins, 0, p.season_bins - 1)
+    offset = states.season[ids, bins].astype(np.float64)
+    bin_err = states.season_err[ids, bins].astype(np.float64)
+    seen = bin_err > 0
+    pred_season = level_slow + np.where(seen, offset, 0.0)
+    err_fast, err_slow = st[:, COL["err_fast"]], st[:, COL["err_slow"]]
+    err_season = st[:, COL["err_season"]]
+    scale_season = np.where(
+        seen, p.season_bin_weight * bin_err + (1 - p.season_bin_weight) * err_season, err_season
+    )
+
+    z_fast = np.abs(x - level_fast) / np.maximum(err_fast, floor)
+    z_slow = np.abs(x - level_slow) / np.maximum(err_slow, floor)
+    z_season = np.minimum(np.abs(x - pred_season) / np.maximum(scale_season, floor), 1e6)
+    z = np.minimum(np.minimum(z_fast, z_slow), z_season)
+    low, high = _expected_range(
+        p,
+        (z_fast, z_slow, z_season),
+        level_fast,
+        level_slow,
+        pred_season,
+        err_fast,
+        err_slow,
+        scale_season,
+        floor,
+    )
+
+    z_avg = st[:, COL["z_avg"]] + (z - st[:, COL["z_avg"]]) * p.z_avg_rate
+    z_season_avg = st[:, COL["z_season_avg"]]
+    z_season_avg = z_season_avg + (z_season - z_season_avg) * p.z_season_rate
+    seasonal = (err_season < p.seasonal_ratio * err_slow) & (n > p.seasonal_min_points)
+    features = (
+        ("z", np.log2(z + p.surprise_offset), 1.0),
+        ("z_avg", np.log2(z_avg + p.surprise_offset), p.z_avg_weight),
+        ("z_season", np.log2(z_season_avg + p.surprise_offset), p.z_season_weight),
+    )
+    u = _range_novelty(p, st, x, floor)
+    for name, value, weight in features:
+        excess = (value - st[:, COL["rec_" + name]]) / np.maximum(
+            st[:, COL["spread_" + name]], 0.05
+        )
+        if name == "z_season":
+            excess = np.where(seasonal, excess, -np.inf)
+        u = np.maximum(u, weight * excess)
+
+    st[:, COL["exceed"]] = st[:, COL["exceed"]] * (1 - p.exceed_rate) + (u > 0)
+    hold = st[:, COL["hold"]]
+    u = np.where(hold > 0, u - p.hold_penalty, u)
+    probability = np.where(n < p.warmup, 0.0, 1.0 / (1.0 + np.exp(-p.steepness * u)))
+    onset = _track_onset(st, t, z, z_avg, p)
+
+    # Learn.
+    st[:, COL["hold"]] = np.where(u >= p.hold_trigger, p.hold_points, np.maximum(hold - 1, 0))
+    _learn_records(p, st, n, first, features)
+    _learn_range(p, st, x, floor)
+    rate = p.error_rate
+    st[:, COL["err_fast"]] = np.where(
+        first, 0.0, err_fast + (np.abs(x - level_fast) - err_fast) * rate
+    )
+    st[:, COL["err_slow"]] = np.where(
+        first, 0.0, err_slow + (np.abs(x - level_slow) - err_slow) * rate
+    )
+    # An unseen bin costs the seasonal predictor like the slow level does, so a profile
+    # that has not seen a day yet does not look better than it is.
+    season_abs = np.abs(x - pred_season)
+    st[:, COL["err_season"]] = np.where(
+        first,
+        0.0,
+        err_season + (season_abs - err_season) * rate + np.where(seen, 0.0, season_abs * rate),
+    )
+    st[:, COL["level_fast"]] = level_fast + (x - level_fast) * p.level_fast
+    st[:, COL["level_slow"]] = level_slow + (x - level_slow) * p.level_slow
+    states.season[ids, bins] = np.where(
+        seen, offset + (x - level_slow - offset) * p.season_rate, x - level_slow
+    )
+    states.season_err[ids, bins] = np.where(
+        seen, bin_err + (season_abs - bin_err) * p.season_rate, np.maximum(err_season, floor)
+    )
+    st[:, COL["z_avg"]] = z_avg
+    st[:, COL["z_season_avg"]] = z_season_avg
+    st[:, COL["n"]] = n + 1
+    st[:, COL["t"]] = t
+    states.scalars[ids] = st
+    return StepResult(probability, low, high, onset)
+
+
+def _range_novelty(p: Params, st: np.ndarray, x: np.ndarray, floor: np.ndarray) -> np.ndarray:
+    """How far the value leaves the series' recent range, in units of range x margin."""
+    x_max, x_min = st[:, COL["x_max"]], st[:, COL["x_min"]]
+    width = np.maximum(x_max - x_min, floor)
+    return np.maximum(x - x_max, x_min - x) / width / p.range_margin
+
+
+def _learn_range(p: Params, st: np.ndarray, x: np.ndarray, floor: np.ndarray) -> None:
+    x_max, x_min = st[:, COL["x_max"]], st[:, COL["x_min"]]
+    relax = np.maximum(x_max - x_min, floor) * p.range_decay
+    st[:, COL["x_max"]] = np.maximum(x, x_max - relax)
+    st[:, COL["x_min"]] = np.minimum(x, x_min + relax)
+
+
+def _learn_records(
+    p: Params,
+    st: np.ndarray,
+    n: np.ndarray,
+    first: np.ndarray,
+    features: tuple[tuple[str, np.ndarray, float], ...],
+) -> None:
+    """Update each feature's mean, spread and decaying record."""
+    rate = np.maximum(p.spread_rate, 1.0 / (n + 1))
+    slowdown = 1.0 + p.exceed_slowdown * st[:, COL["exceed"]]
+    for name, value, _ in features:
+        mean, spread = st[:, COL["mean_" + name]], st[:, COL["spread_" + name]]
+        dev = value - mean
+        spread = np.where(first, 0.5, spread + rate * (np.abs(dev) - spread))
+        st[:, COL["mean_" + name]] = np.where(first, value, mean + rate * dev)
+        st[:, COL["spread_" + name]] = spread
+        record = st[:, COL["rec_" + name]] - spread * p.record_decay / slowdown
+        st[:, COL["rec_" + name]] = np.where(first, value, np.maximum(value, record))
+
+
+def _track_onset(
+    st: np.ndarray, t: np.ndarray, z: np.ndarray, z_avg: np.ndarray, p: Params
+) -> np.ndarray:
+    """When the current excursion began: the first surprising point, until things settle."""
+    onset = st[:, COL["onset"]]
+    starting = np.isnan(onset) & (z >= p.onset_z)
+    settled = (z < p.onset_z) & (z_avg < 1.0)
+    onset = np.where(starting, t, np.where(settled, np.nan, onset))
+    st[:, COL["onset"]] = onset
+    return onset
+
+
+def _expected_range(
+    p: Params,
+    zs: tuple[np.ndarray, np.ndarray, np.ndarray],
+    level_fast: np.ndarray,
+    level_slow: np.ndarray,
+    pred_season: np.ndarray,
+    err_fast: np.ndarray,
+    err_slow: np.ndarray,
+    scale_season: np.ndarray,
+    floor: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The range the best predictor for this point expected: prediction +- width x error."""
+    best = np.argmin(np.stack(zs), axis=0)
+    pred = np.choose(best, (level_fast, level_slow, pred_season))
+    err = np.maximum(np.choose(best, (err_fast, err_slow, scale_season)), floor)
+    return pred - p.expected_width * err, pred + p.expected_width * err
