@@ -107,8 +107,11 @@ class Forecaster:
         per_day = max(1.0, config.season_s / step / config.season_bins)  # visits per bin per day
         gamma = _rate(1.0, config.season_half_life_days * per_day)
         self.profile = Profile(config.season_bins, config.season_s, gamma)
+        self.slow_rate = _rate(step, 2.0 * config.season_s)
+        self.slow = math.nan
+        self.centred = False
         self.scale = 0.0
-        self.run = 0  # signed count of consecutive clipped residuals
+        self.runs = [0, 0]  # signed counts of consecutive clipped residuals (seasonal, flat)
         self.n = 0
         self.last_time = math.nan
         self.err = [0.0, 0.0]  # EWMA |h-step error| of (seasonal, flat)
@@ -135,27 +138,48 @@ class Forecaster:
         season = float(self.profile.at(np.array([time]))[0])
         e_seas = value - (self.seasonal.one_step() + season)
         e_flat = value - self.flat.one_step()
-        limit = self.config.clip * self.scale
-        clipped = self.n > _WARMUP and abs(e_seas) > limit and abs(e_flat) > limit
-        if clipped:
-            sign = 1 if e_seas > 0 else -1
-            self.run = self.run + sign if self.run * sign > 0 else sign
-        else:
-            self.run = 0
-        if abs(self.run) >= self.config.shift_after:
-            self.seasonal.reset(value - season)  # a level shift: adopt it at once
-            self.flat.reset(value)
-            self.run = 0
-            return
-        if self.n > _WARMUP:
-            e_seas = max(-limit, min(limit, e_seas))
-            e_flat = max(-limit, min(limit, e_flat))
+        limit = self.config.clip * self.scale if self.n > _WARMUP else math.inf
         scale_rate = 1.0 / self.n if self.n <= _WARMUP else self.seasonal.alpha / 2
-        self.scale += scale_rate * (min(abs(e_seas), abs(e_flat)) - self.scale)
-        robust_value = self.seasonal.one_step() + season + e_seas  # the clipped observation
-        self.seasonal.update(e_seas, self.n)
-        self.flat.update(e_flat, self.n)
-        self.profile.update(time, robust_value - self.seasonal.level)
+        self.scale += scale_rate * (min(abs(e_seas), abs(e_flat), limit) - self.scale)
+        c_seas = self._robust(0, e_seas, limit, value - season)
+        c_flat = self._robust(1, e_flat, limit, value)
+        # the observation without its outlying part as the flat model sees it (not the
+        # seasonal model's view: its errors would feed back into its own profile)
+        robust_value = value if c_flat is None else self.flat.one_step() + c_flat
+        if c_seas is not None:
+            self.seasonal.update(c_seas, self.n)
+        if c_flat is not None:
+            self.flat.update(c_flat, self.n)
+        if self.centred:
+            # deviations from a slow (two-day) level, not the fast one: the fast level would
+            # absorb the daily shape and leave the profile almost flat for days
+            self.slow += self.slow_rate * (robust_value - self.slow)
+            self.profile.update(time, robust_value - self.slow)
+            return
+        self.profile.update(time, robust_value)  # first season: the mean value per bin
+        if self.n * self.config.step_s >= self.config.season_s and self.profile.complete:
+            self._centre()
+
+    def _centre(self) -> None:
+        # after the first season: the profile becomes deviations from its mean
+        mean = float(self.profile.values.mean())
+        self.profile.values -= mean
+        self.slow = mean
+        self.seasonal.level += mean
+        self.centred = True
+
+    def _robust(self, k: int, error: float, limit: float, level: float) -> float | None:
+        """The error clipped at ``limit``; None after a level shift (model ``k`` reset)."""
+        if abs(error) <= limit:
+            self.runs[k] = 0
+            return error
+        sign = 1 if error > 0 else -1
+        self.runs[k] = self.runs[k] + sign if self.runs[k] * sign > 0 else sign
+        if abs(self.runs[k]) >= self.config.shift_after:
+            (self.seasonal, self.flat)[k].reset(level)  # a level shift: adopt it at once
+            self.runs[k] = 0
+            return None
+        return sign * limit
 
     def _score_pending(self, time: float, value: float) -> None:
         row = self._pending[self._slot(time)]
@@ -207,7 +231,8 @@ class Forecaster:
             "seasonal": [self.seasonal.level, self.seasonal.trend],
             "flat": [self.flat.level, self.flat.trend],
             "profile": [self.profile.values.tolist(), self.profile.weight.tolist()],
-            "scalars": [self.scale, self.run, self.n, self.last_time, *self.err],
+            "scalars": [self.scale, *self.runs, self.n, self.last_time, self.slow, *self.err],
+            "centred": self.centred,
             "pending": [[None if math.isnan(v) else v for v in r] for r in self._pending.tolist()],
             "residuals": self.residuals.to_state(),
         }
@@ -220,8 +245,9 @@ class Forecaster:
         model.flat.level, model.flat.trend = state["flat"]
         model.profile.values = np.array(state["profile"][0], np.float64)
         model.profile.weight = np.array(state["profile"][1], np.float64)
-        scale, run, n, last, e0, e1 = state["scalars"]
-        model.scale, model.run, model.n, model.last_time = scale, int(run), int(n), last
+        scale, r0, r1, n, last, slow, e0, e1 = state["scalars"]
+        model.scale, model.runs, model.n, model.last_time = scale, [int(r0), int(r1)], int(n), last
+        model.slow, model.centred = slow, bool(state["centred"])
         model.err = [e0, e1]
         model._pending = np.array(
             [[math.nan if v is None else v for v in r] for r in state["pending"]], np.float64
