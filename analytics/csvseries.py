@@ -108,7 +108,7 @@ def _value(name: str, line_no: int, text: str) -> float:
 
 
 def write_csv(
-    handle: IO[str], header: Sequence[str], columns: Sequence[Sequence[object]]
+    handle: IO[str], header: Sequence[str], columns: Sequence[Sequence[object] | np.ndarray]
 ) -> None:
     """Write columns (equal lengths) under ``header``; floats in their shortest exact form."""
     writer = csv.writer(handle, lineterminator="\n")
