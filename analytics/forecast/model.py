@@ -20,7 +20,7 @@ from analytics.forecast.config import ForecasterConfig
 from analytics.forecast.intervals import ResidualQuantiles
 
 _WARMUP = 8  # first residuals: no clipping while the scale is being learnt
-_ERROR_HALF_LIFE = 288  # steps over which the models' h-step errors are compared
+_ERROR_MIN_HALF_LIFE = 288  # steps over which the models' h-step errors are compared, at least
 
 
 def _rate(step: float, half_life: float) -> float:
@@ -185,7 +185,8 @@ class Forecaster:
         row = self._pending[self._slot(time)]
         if row[0] != time:
             return  # no forecast was made for this step (start or after a gap)
-        decay = 1.0 / _ERROR_HALF_LIFE
+        # over a whole season: flat stretches of the day must not unseat the daily profile
+        decay = 1.0 / max(_ERROR_MIN_HALF_LIFE, self.config.season_s / self.config.step_s)
         for k in (0, 1):
             self.err[k] += decay * (abs(value - row[1 + k]) - self.err[k])
         self.residuals.push(value - row[3])
