@@ -106,7 +106,7 @@ def evaluate(path: Path, horizon_min: float) -> dict[str, object]:
     cap = capacity_for(series.values)
     config = SimConfig(capacity=cap, horizon_s=horizon_min * 60)
     result = simulate(series.times, series.values, config)
-    row.update(capacity=cap, **result.summary())
+    row.update(result.summary())
     return row
 
 
@@ -124,7 +124,9 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data", type=Path, default=Path("/work/shared/data"))
-    parser.add_argument("--horizon", type=float, default=10.0, help="scaling look-ahead (minutes)")
+    parser.add_argument(
+        "--horizon", type=float, default=5.0, help="scaling look-ahead after start-up (minutes)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     started = time.monotonic()

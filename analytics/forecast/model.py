@@ -204,7 +204,7 @@ class Forecaster:
     def uses_season(self) -> bool:
         """Whether the seasonal model is making the forecasts (seen a season and better)."""
         seen = self.n * self.config.step_s >= self.config.season_s and self.profile.complete
-        return seen and self.err[0] < self.err[1]
+        return bool(seen and self.err[0] < self.err[1])
 
     def _both(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         steps = np.maximum(np.round((times - self.last_time) / self.config.step_s), 1.0)

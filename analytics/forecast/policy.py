@@ -71,10 +71,15 @@ class PeakForecaster:
         if self.model.n == 0:
             return Peak(math.nan, math.nan, math.nan, math.nan)
         times = np.arange(start, end + self.step / 2, self.step)
-        point = float(np.max(self.model.forecast(times)))
+        raw = float(np.max(self.model.forecast(times)))
+        if not self.residuals.ready:
+            return Peak(raw, math.nan, math.nan, raw)
+        # the raw maximum of smooth forecasts underestimates a noisy window's maximum: the
+        # point is corrected by the median past error, the bounds by its quantiles
         lo, hi = self.residuals.offsets()
-        q = point + self.residuals.upper_offset(quantile)
-        return Peak(point, max(point + lo, 0.0), point + hi, max(q, 0.0))
+        mid = self.residuals.upper_offset(0.5)
+        sized = raw + self.residuals.upper_offset(quantile)
+        return Peak(max(raw + mid, 0.0), max(raw + lo, 0.0), max(raw + hi, 0.0), max(sized, 0.0))
 
     def to_state(self) -> dict[str, Any]:
         """JSON-able state."""

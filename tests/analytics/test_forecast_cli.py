@@ -1,0 +1,88 @@
+"""`keiko forecast` and `keiko scale-sim` end to end through the installed entry point."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+KEIKO = str(Path(sys.executable).with_name("keiko"))
+
+
+def write_series(path: Path, days: float = 3, step: float = 300.0) -> Path:
+    k = np.arange(int(days * 86400 / step))
+    values = 200 + 100 * np.sin(2 * np.pi * k * step / 86400)
+    values += np.random.default_rng(2).normal(0, 5, len(k))
+    with open(path, "w", newline="") as handle:
+        handle.write("timestamp,value\n")
+        for t, v in zip(1_700_006_400 + k * step, values, strict=True):
+            handle.write(f"{int(t)},{v:.3f}\n")
+    return path
+
+
+def keiko(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [KEIKO, *args], capture_output=True, text=True, input=stdin, timeout=120, check=False
+    )
+
+
+def test_forecast_writes_csv_and_reports_mase_and_coverage(tmp_path: Path) -> None:
+    src = write_series(tmp_path / "in.csv")
+    out = tmp_path / "out.csv"
+    done = keiko("forecast", str(src), "--horizon", "12", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "MASE" in done.stderr and "coverage" in done.stderr and "seasonal-naive" in done.stderr
+    rows = list(csv.reader(out.open()))
+    assert rows[0] == ["timestamp", "value", "forecast", "lower", "upper"]
+    assert len(rows) == 1 + 3 * 288
+    assert rows[1][0] == "1700006400" and rows[1][2] == ""  # nothing to forecast from yet
+    last = [float(x) for x in rows[-1][1:]]
+    assert last[2] <= last[1] <= last[3] or abs(last[1] - last[0]) < 50
+
+
+def test_forecast_to_stdout_with_json_scores(tmp_path: Path) -> None:
+    src = write_series(tmp_path / "in.csv", days=1)
+    done = keiko("forecast", "-", "-H", "3", "-o", "-", "--json", stdin=src.read_text())
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("timestamp,value,forecast,lower,upper\n")
+    scores = json.loads(done.stderr)
+    assert scores["horizon_steps"] == 3 and scores["baseline"].startswith("naive")
+    assert 0 < scores["mase"] < 2 and 0 <= scores["coverage_80"] <= 1
+    assert len(list(csv.reader(io.StringIO(done.stdout)))) == 289
+
+
+def test_bad_input_names_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("timestamp,value\n2024-01-01 00:00:00,1\n2024-01-01 00:05:00,abc\n")
+    done = keiko("forecast", str(bad), "--horizon", "1")
+    assert done.returncode == 2
+    assert f"{bad}: line 3" in done.stderr and "not a number" in done.stderr
+    missing = keiko("scale-sim", str(tmp_path / "nope.csv"), "--capacity", "5")
+    assert missing.returncode == 2 and "nope.csv" in missing.stderr
+    assert keiko("forecast", str(bad), "--horizon", "0").returncode == 2
+
+
+def test_scale_sim_json_and_text(tmp_path: Path) -> None:
+    src = write_series(tmp_path / "in.csv")
+    done = keiko("scale-sim", str(src), "--capacity", "30", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    for key in ("hpa_under_min", "pred_under_min", "hpa_replica_h", "pred_replica_h", "target_met"):
+        assert key in result
+    assert result["duration_h"] == 72.0
+    text = keiko("scale-sim", str(src), "--capacity", "30", "--horizon", "10m", "--startup", "2m")
+    assert text.returncode == 0 and "under-provisioned" in text.stdout and "HPA" in text.stdout
+
+
+def test_help_defines_under_provisioned_minutes() -> None:
+    done = keiko("scale-sim", "--help")
+    assert done.returncode == 0
+    flat = " ".join(done.stdout.split())
+    assert "under-provisioned when the demand exceeds ready pods x capacity" in flat
+    assert "examples:" in done.stdout
+    assert "MASE" in keiko("forecast", "--help").stdout

@@ -1,0 +1,48 @@
+"""Predictive scaling against the HPA on a synthetic daily ramp; the replay's accounting."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from analytics.forecast.hpa import HpaConfig
+from analytics.forecast.sim import SimConfig, simulate
+
+
+def daily_ramps(days: int, step: float) -> tuple[np.ndarray, np.ndarray]:
+    """A steep daily rise from 50 to 1000 (and fall), 3% noise."""
+    k = np.arange(int(days * 86400 / step))
+    mean = 50 + 950 * ((1 + np.sin(2 * np.pi * k * step / 86400)) / 2) ** 4
+    noise = 1 + 0.03 * np.random.default_rng(1).standard_normal(len(k))
+    return 1_700_006_400 + k * step, mean * noise
+
+
+def test_predictive_halves_under_provisioning_on_daily_ramps() -> None:
+    times, values = daily_ramps(days=5, step=300.0)
+    hpa = HpaConfig(target_utilisation=0.9, startup_s=120)
+    result = simulate(times, values, SimConfig(capacity=100.0, hpa=hpa))
+    assert result.hpa_under_min > 30  # the HPA lags every morning
+    assert result.pred_under_min <= 0.5 * result.hpa_under_min
+    # honest: on this series it buys that with a few percent more replica-hours
+    assert result.pred_replica_h <= 1.1 * result.hpa_replica_h
+    assert result.fallback_share < 0.05
+
+
+def test_constant_demand_is_never_under_provisioned_and_costs_the_same() -> None:
+    times = 1_700_000_000 + np.arange(240) * 60.0
+    result = simulate(times, np.full(240, 350.0), SimConfig(capacity=100.0))
+    # ceil(350 / (100 x 0.7)) = 5 pods from the start, all ready, for 4 h
+    assert result.hpa_under_min == result.pred_under_min == 0
+    assert result.hpa_replica_h == result.pred_replica_h == 5 * 4
+
+
+def test_under_provisioned_minutes_count_15_s_instants() -> None:
+    # a jump from 100 to 1000 at t=60 min: the HPA sees it 30 s late, pods take 60 s
+    times = 1_700_000_000 + np.arange(120) * 60.0
+    values = np.where(np.arange(120) < 60, 100.0, 1000.0)
+    result = simulate(times, values, SimConfig(capacity=100.0, min_history_s=1e9))
+    # 2 pods serve 200 < 1000 from t=3600 until the new pods are ready (lag 30 s + 60 s)
+    assert result.hpa_under_min >= 1.5
+    assert result.hpa_under_min % 0.25 == 0
+    assert result.fallback_share == 1.0  # never trusted: identical to the HPA
+    assert result.pred_under_min == result.hpa_under_min
+    assert result.pred_replica_h == result.hpa_replica_h
