@@ -149,6 +149,8 @@ def main() -> int:
         "hpa_replica_h",
         "pred_replica_h",
         "fallback_share",
+        "peak_replicas_needed",
+        "target_met",
     ]
     print(" | ".join(cols))
     for row in rows:

@@ -51,18 +51,31 @@ class Ring:
 
 
 class ResidualQuantiles:
-    """Two-sided interval of nominal ``coverage`` from the last ``window`` residuals."""
+    """Two-sided interval of nominal ``coverage`` from the last ``window`` residuals.
+
+    The quantile level adapts online (adaptive conformal inference, Gibbs and Candes 2021):
+    each residual outside the current interval widens it a little, each inside narrows it,
+    so that the long-run coverage stays near nominal when the residuals drift.
+    """
 
     min_residuals = 20
+    adapt_rate = 0.01
 
     def __init__(self, coverage: float, window: int) -> None:
         self.coverage = coverage
         self.ring = Ring(window)
+        self.miss_level = 1.0 - coverage  # the adapted alpha
 
     def push(self, residual: float) -> None:
         """Record one residual (NaN is ignored)."""
-        if math.isfinite(residual):
-            self.ring.push(residual)
+        if not math.isfinite(residual):
+            return
+        if self.ready:
+            lo, hi = self.offsets()
+            missed = 0.0 if lo <= residual <= hi else 1.0
+            target = 1.0 - self.coverage
+            self.miss_level = min(1.0, self.miss_level + self.adapt_rate * (target - missed))
+        self.ring.push(residual)
 
     @property
     def ready(self) -> bool:
@@ -73,8 +86,13 @@ class ResidualQuantiles:
         """``(q_lo, q_hi)`` to add to a forecast; NaN until ``ready``."""
         if not self.ready:
             return math.nan, math.nan
-        tail = (1.0 - self.coverage) / 2.0
-        lo, hi = np.quantile(self.ring.values(), [tail, 1.0 - tail])
+        values = self.ring.values()
+        tail = self.miss_level / 2.0
+        if tail <= 0.0:  # asked for more than the window ever saw: widen beyond its range
+            lo, hi = float(values.min()), float(values.max())
+            spread = (hi - lo) * -tail * 2.0
+            return lo - spread, hi + spread
+        lo, hi = np.quantile(values, [tail, 1.0 - tail])
         return float(lo), float(hi)
 
     def upper_offset(self, quantile: float) -> float:
@@ -85,7 +103,7 @@ class ResidualQuantiles:
 
     def to_state(self) -> dict[str, Any]:
         """JSON-able state."""
-        return {"coverage": self.coverage, "ring": self.ring.to_state()}
+        return {"coverage": self.coverage, "ring": self.ring.to_state(), "miss": self.miss_level}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> ResidualQuantiles:
@@ -93,6 +111,7 @@ class ResidualQuantiles:
         ring = Ring.from_state(state["ring"])
         tracker = cls(float(state["coverage"]), ring.size)
         tracker.ring = ring
+        tracker.miss_level = float(state["miss"])
         return tracker
 
 
