@@ -328,3 +328,36 @@ def test_demo_over_mutual_tls_with_a_ca_or_insecure(
     # ... which gRPC cannot do: the demo says so instead of failing later.
     refused = run_demo(kp, "--otlp-endpoint", f"https://{kp.otlp_grpc}", "--insecure")
     assert refused.returncode == 2 and "--insecure does not work with gRPC" in refused.stderr
+
+
+def test_demo_latency_fault_is_reported_as_an_anomaly_of_the_faulty_service(
+    keiko_process: KeikoFactory,
+) -> None:
+    """The detectors learn the shop's metrics for 35 s, then cart gets 200 ms slower: the
+    demo shows an anomaly of cart's latency that began after the fault, and none before."""
+    kp = keiko_process()
+    started = time.time()
+    result = run_demo(
+        kp,
+        "--otlp-endpoint",
+        f"http://{kp.otlp_grpc}",
+        "--duration",
+        "45",
+        "--fault",
+        "cart:latency=200ms,after=35s",
+        "--json",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    anomalies = json.loads(result.stdout)["received"]["anomalies"]
+    latency = [
+        a
+        for a in anomalies
+        if a["service"] == "cart" and a["metric"].startswith("http.server.request.duration:p")
+    ]
+    assert latency, anomalies
+    fault_at = started + 35
+    # Points carry the SDK's export time; allow for the demo's start-up before its clock.
+    assert all(a["time_unix_nano"] / 1e9 > fault_at - 2 for a in latency), latency
+    assert all(a["score"] >= a["threshold"] for a in latency)
+    slow = [a for a in latency if a["value"] > 0.15 and a["value"] > a["expected_range"][1]]
+    assert slow, latency  # the injected 200 ms, above what was expected

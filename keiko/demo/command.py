@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from keiko.demo import FAULT_TARGETS, MODEL_API
+from keiko.demo import FAULT_TARGETS, MODEL_API, SERVICES
 from keiko.demo.faults import FAULT_SYNTAX, Fault, parse_fault, parse_seconds
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 FLUSH_TIMEOUT_S = 15.0
 MAX_READ_RECORDS = 20_000  # per stream; beyond, the store's own counts are used
 PROGRESS_EVERY_S = 5.0
+ANOMALY_WAIT_S = 15.0
 
 DESCRIPTION = """\
 Start a small shop made of five services that call each other over HTTP on loopback:
@@ -34,7 +35,9 @@ attributes). Each service is instrumented with the OpenTelemetry SDK and sends i
 metrics and logs with the SDK's OTLP exporters to a running keiko. A load generator sends
 --rate requests per second for --duration; then the demo asks keiko's API what it stored
 and shows it: spans, errors and latency per service, the calls between services, metrics,
-logs, and one trace as a tree.
+logs, one trace as a tree, and the anomalies keiko's detectors reported on the events
+stream (they learn each series' normal behaviour first: start a fault after about 35 s to
+see it flagged).
 
 --fault makes one service (or the fake redis / model-api) slow or failing, to see how that
 shows up in keiko: SERVICE:latency=200ms, SERVICE:errors=0.3 (a share of requests fails),
@@ -50,6 +53,8 @@ examples:
   keiko demo --protocol http --duration 0       OTLP/HTTP until Ctrl-C
   keiko demo --fault payment:errors=0.3         30% of the payment calls fail
   keiko demo --fault cart:latency=200ms,after=10s --duration 30
+  keiko demo --fault cart:latency=200ms,after=35s --duration 50
+                                                the detectors learn 35 s, then flag cart
   keiko demo --json > demo.json                 machine-readable summary on stdout
   keiko demo --otlp-endpoint https://keiko.example:4317 --api https://keiko.example:8470 \\
              --ca ca.pem --token "$TOKEN"
@@ -251,8 +256,12 @@ def _run(
     figures_before = stream_figures(before)
     start = {name: fig["last_offset"] + 1 for name, fig in figures_before.items()}
     try:
+        if faults:
+            _await_anomalies(console, api, start.get("events", 1), set(faults))
         after = stream_figures(api.stats())
-        received = read_received(api, start, shop.instance_ids(), MAX_READ_RECORDS)
+        received = read_received(
+            api, start, shop.instance_ids(), MAX_READ_RECORDS, set(SERVICES) | set(faults)
+        )
     except Exception as exc:  # ApiError, or a payload this version cannot read
         console.say(f"keiko demo: reading back what keiko stored failed: {exc}")
         return EXIT_FAILURE
@@ -277,6 +286,19 @@ def _run(
         for line in result.text():
             console.say(line)
     return EXIT_FAILURE if result.problems() else EXIT_OK
+
+
+def _await_anomalies(console: Console, api: ApiClient, start: int, faulty: set[str]) -> None:
+    """keiko's detectors read the metrics stream on their own: give them a moment to write
+    their events about the faulty services (the last metric export has just arrived)."""
+    from keiko.demo.received import read_anomalies
+
+    console.say("waiting up to 15 s for keiko's anomaly detector to catch up")
+    deadline = time.monotonic() + ANOMALY_WAIT_S
+    while time.monotonic() < deadline:
+        if read_anomalies(api, start, faulty, MAX_READ_RECORDS):
+            return
+        time.sleep(1.0)
 
 
 def _send(

@@ -8,7 +8,7 @@ are kept, so other applications sending to the same keiko do not blur the pictur
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,6 +123,7 @@ class Received:
     logs_with_trace: int = 0
     records: Counter[str] = field(default_factory=Counter)  # records read, by stream
     truncated: bool = False  # stopped at the read limit: counts are a lower bound
+    anomalies: list[dict[str, Any]] = field(default_factory=list)  # events of this run's services
 
     def items(self) -> dict[str, int]:
         """Items found per stream (spans, data points, log records)."""
@@ -224,7 +225,11 @@ class Received:
 
 
 def read_received(
-    api: ApiClient, start: dict[str, int], instances: set[str], max_records: int
+    api: ApiClient,
+    start: dict[str, int],
+    instances: set[str],
+    max_records: int,
+    services: Set[str] = frozenset(),
 ) -> Received:
     """Read every record appended since ``start`` (offsets per stream), up to a limit."""
     received = Received()
@@ -233,7 +238,30 @@ def read_received(
             if record.get("encoding", "otlp_json") == "otlp_json":
                 received.add(stream, record.get("payload") or {}, instances)
         received.truncated |= received.records[stream] >= max_records
+    received.anomalies = read_anomalies(api, start.get("events", 1), services, max_records)
     return received
+
+
+def read_anomalies(
+    api: ApiClient, start: int, services: Set[str], max_records: int
+) -> list[dict[str, Any]]:
+    """Anomaly events keiko's detectors wrote since offset ``start`` about ``services``."""
+    from keiko.demo.api import ApiError
+
+    found: dict[str, dict[str, Any]] = {}  # by event id: a replayed event is the same one
+    try:
+        records = list(api.records("events", start, max_records))
+    except ApiError:  # no events stream yet: nothing was detected
+        return []
+    for record in records:
+        event = record.get("payload")
+        if (
+            isinstance(event, dict)
+            and event.get("type") == "anomaly"
+            and event.get("service") in services
+        ):
+            found[str(event.get("id"))] = event
+    return sorted(found.values(), key=lambda e: (e.get("onset_unix_nano") or 0, e["id"]))
 
 
 def tree_lines(spans: list[SpanView]) -> list[str]:

@@ -9,6 +9,8 @@ from keiko.demo.faults import Fault
 from keiko.demo.received import KIND_NAMES, Received, SpanView, tree_lines
 
 AGENT = "llm-agent"
+MAX_ANOMALY_LINES = 12
+RESOURCE_PREFIXES = ("service.", "telemetry.", "host.", "process.", "os.", "k8s.", "container.")
 ITEM_WORDS = {"traces": "spans", "metrics": "metric points", "logs": "log records"}
 
 
@@ -109,6 +111,7 @@ class RunResult:
                 "logs_by_severity": dict(self.received.logs_by_severity),
                 "logs_with_trace": self.received.logs_with_trace,
                 "traces": len(self.received.traces()),
+                "anomalies": self.received.anomalies,
             },
             "sample_traces": [
                 [
@@ -144,7 +147,7 @@ class RunResult:
         )
         lines.append(f"Acknowledged by keiko (of sent): {exported}")
         lines += self._store_lines() + self._service_lines() + self._signal_lines()
-        lines += self._trace_lines()
+        lines += self._anomaly_lines() + self._trace_lines()
         problems = self.problems()
         lines.append("")
         if problems:
@@ -201,6 +204,32 @@ class RunResult:
         )
         return lines
 
+    def _anomaly_lines(self) -> list[str]:
+        anomalies = self.received.anomalies
+        if not anomalies:
+            if not self.faults:
+                return []
+            return [
+                "",
+                "keiko's anomaly detector reported nothing about this run's services. It needs "
+                "about 30 s of normal traffic per series first: start the fault later, e.g. "
+                "--fault cart:latency=200ms,after=35s --duration 50.",
+            ]
+        lines = ["", f"Anomalies keiko detected (events stream): {len(anomalies)}"]
+        for e in anomalies[:MAX_ANOMALY_LINES]:
+            low, high = e.get("expected_range") or (None, None)
+            expected = f"expected {_num(low)}..{_num(high)}" if low is not None else ""
+            fault = "   <- fault" if e.get("service") in self.faults else ""
+            lines.append(
+                f"  {str(e.get('time', ''))[11:19]} {e.get('service', '?'):<10} "
+                f"{e.get('metric', '?')}{_point_labels(e)} = {_num(e.get('value'))} "
+                f"({expected}), score {e.get('score', 0):.3f}, since "
+                f"{str(e.get('onset', ''))[11:19]}{fault}"
+            )
+        if len(anomalies) > MAX_ANOMALY_LINES:
+            lines.append(f"  ... and {len(anomalies) - MAX_ANOMALY_LINES} more (--json lists all)")
+        return lines
+
     def sample_traces(self) -> list[list[SpanView]]:
         """The trace that shows the most (see Received.sample_trace), and an LLM agent's
         trace too when the first one does not reach the agent."""
@@ -218,6 +247,17 @@ class RunResult:
             lines += ["", f"A trace: {trace[0].trace_id}, {len(trace)} spans, {services} services"]
             lines += [f"  {line}" for line in tree_lines(trace)]
         return lines
+
+
+def _point_labels(event: dict[str, Any]) -> str:
+    """The labels that tell a service's series apart (route, method ...), not its resource."""
+    labels = event.get("labels") or {}
+    shown = [f"{k}={v}" for k, v in sorted(labels.items()) if not k.startswith(RESOURCE_PREFIXES)]
+    return "{" + ",".join(shown) + "}" if shown else ""
+
+
+def _num(value: Any) -> str:
+    return "?" if value is None else f"{float(value):.4g}"
 
 
 def _size(n: int) -> str:
