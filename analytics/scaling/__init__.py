@@ -1,0 +1,1 @@
+"""Predictive scaling advice from the metrics stream: workload request rates -> replicas."""

@@ -1,0 +1,60 @@
+"""Config of the scaling advisor stage (the `analytics.scaling` section)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from analytics.forecast.config import AdvisorConfig
+from keiko.store.config import Strict
+from keiko.units import Duration
+
+# Request-counting series as keiko's decoder names them: a histogram's count rate, or a
+# counter's rate (under the counter's own name).
+DEFAULT_RATE_METRICS = [
+    "http.server.request.duration:rate",  # OTel HTTP semantic conventions (stable)
+    "http.server.duration:rate",  # the older HTTP conventions
+    "rpc.server.duration:rate",
+    "traces.span.metrics.calls",  # span metrics (the OTel Collector spanmetrics names)
+]
+DEFAULT_LATENCY_METRICS = [
+    "http.server.request.duration:p99",
+    "http.server.duration:p99",
+    "rpc.server.duration:p99",
+    "traces.span.metrics.duration:p99",
+]
+
+
+class ScalingConfig(Strict):
+    """Forecast each workload's request rate and advise replicas ahead of the load."""
+
+    enabled: bool = Field(
+        default=False,
+        description="Run the scaling advisor (off by default: set a capacity per replica, "
+        "or let it learn one from latency, before anything scales on its advice).",
+    )
+    rate_metrics: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_RATE_METRICS),
+        description="Glob patterns of the series that count a workload's requests (per "
+        "second); a workload's rate is the sum over its series.",
+    )
+    latency_metrics: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_LATENCY_METRICS),
+        description="Glob patterns of latency series (seconds); the highest fresh one is the "
+        "workload's latency, from which capacity per replica is learnt when not configured.",
+    )
+    workload_labels: list[str] = Field(
+        default_factory=lambda: ["k8s.namespace.name", "service.name"],
+        description="Labels that name a workload, joined with '/' (e.g. 'shop/checkout'); "
+        "the service name when none is set.",
+    )
+    freshness: Duration = Field(
+        default=120.0,
+        gt=0,
+        description="A series counts towards its workload's rate and replicas while its "
+        "latest point is at most this old.",
+    )
+    advisor: AdvisorConfig = Field(
+        default_factory=AdvisorConfig,
+        description="Forecast step, per-workload capacity, headroom, horizon, start-up "
+        "delay, scale-in stabilisation and replica bounds.",
+    )

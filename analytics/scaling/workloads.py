@@ -1,0 +1,115 @@
+"""From metric points to per-workload observations: request rate, replicas, latency.
+
+A workload's request rate is the sum of the per-second rates of its request-counting series
+(one series per route, method, status and pod, say). Each series keeps its latest rate; a
+workload's rate at time t is the sum over its series seen within ``freshness`` seconds.
+Replicas are the distinct instances (pod, or service.instance.id) among those fresh series,
+and the latency is the highest fresh p99 of the same histograms, when there is one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+
+import numpy as np
+
+from analytics.series.table import SeriesTable
+from analytics.series.types import PointBatch, SeriesInfo
+
+INSTANCE_LABELS = ("k8s.pod.name", "k8s.pod.uid", "service.instance.id", "host.name")
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One workload at one time."""
+
+    workload: str
+    time: float
+    rate: float
+    replicas: float | None
+    latency: float | None
+
+
+@dataclass
+class _Series:
+    workload: str
+    instance: str
+    latency_series: bool
+    rate: float = np.nan
+    latency: float = np.nan
+    time: float = -np.inf
+
+
+@dataclass
+class WorkloadRates:
+    """Turns scored metric batches into workload observations (bounded by the series table)."""
+
+    rate_metrics: list[str]  # glob patterns of request-rate series, e.g. "http.server.*:rate"
+    latency_metrics: list[str]  # glob patterns of latency series (seconds)
+    workload_labels: list[str]  # labels naming the workload, joined with "/"
+    freshness: float = 120.0
+    _series: dict[int, _Series | None] = field(default_factory=dict)  # None: not a rate series
+    _members: dict[str, set[int]] = field(default_factory=dict)  # workload -> series ids
+
+    def forget(self, ids: np.ndarray) -> None:
+        """Series the table evicted or replaced."""
+        for sid in ids.tolist():
+            tracked = self._series.pop(int(sid), None)
+            if tracked is not None:
+                members = self._members.get(tracked.workload, set())
+                members.discard(int(sid))
+                if not members:
+                    self._members.pop(tracked.workload, None)
+
+    def observe(self, batch: PointBatch, table: SeriesTable) -> list[Observation]:
+        """Update from a batch; one observation per workload touched, at its latest time."""
+        touched: dict[str, float] = {}
+        for sid, t, v in zip(
+            batch.series.tolist(), batch.times.tolist(), batch.values.tolist(), strict=True
+        ):
+            tracked = self._tracked(sid, table)
+            if tracked is None or t < tracked.time:
+                continue
+            if tracked.latency_series:
+                tracked.latency = v
+            else:
+                tracked.rate = v
+            tracked.time = t
+            touched[tracked.workload] = max(t, touched.get(tracked.workload, -np.inf))
+        return [self._observation(w, t) for w, t in touched.items()]
+
+    def _tracked(self, sid: int, table: SeriesTable) -> _Series | None:
+        if sid not in self._series:
+            info = table.info(sid)
+            tracked = self._classify(info) if info is not None else None
+            self._series[sid] = tracked
+            if tracked is not None:
+                self._members.setdefault(tracked.workload, set()).add(sid)
+        return self._series[sid]
+
+    def _classify(self, info: SeriesInfo) -> _Series | None:
+        is_rate = any(fnmatchcase(info.metric, p) for p in self.rate_metrics)
+        is_latency = any(fnmatchcase(info.metric, p) for p in self.latency_metrics)
+        if not (is_rate or is_latency):
+            return None
+        names = [info.labels.get(k, "") for k in self.workload_labels]
+        workload = "/".join(n for n in names if n) or info.service
+        if not workload:
+            return None
+        instance = next((info.labels[k] for k in INSTANCE_LABELS if info.labels.get(k)), "")
+        return _Series(workload, instance, is_latency and not is_rate)
+
+    def _observation(self, workload: str, now: float) -> Observation:
+        tracked = (self._series[sid] for sid in self._members.get(workload, ()))
+        fresh = [s for s in tracked if s is not None and now - s.time <= self.freshness]
+        rates = [s.rate for s in fresh if not s.latency_series and np.isfinite(s.rate)]
+        latencies = [s.latency for s in fresh if s.latency_series and np.isfinite(s.latency)]
+        instances = {s.instance for s in fresh if s.instance and not s.latency_series}
+        return Observation(
+            workload,
+            now,
+            float(sum(rates)),
+            float(len(instances)) if instances else None,
+            max(latencies) if latencies else None,
+        )
