@@ -4,25 +4,29 @@ Every series keeps a few dozen numbers (``FIELDS``) and a small time-of-day prof
 call to :func:`step` scores one point of each of many series (each series at most once),
 then learns from those points: score first, then learn.
 
-What it looks for, each as an *excess over the series' own record* so that one threshold
-serves every series:
+What it looks for, each on a scale that means the same on every series so that one
+threshold serves them all:
 
-* **range novelty**: the value leaves the range the series has recently lived in (a max
-  and a min that relax slowly towards the current value). Level shifts, spikes beyond the
-  usual peaks, drops to zero.
+* **range novelty**: the value, or its short exponential average, leaves the range it has
+  recently lived in (a max and a min that follow new extremes at once and relax slowly
+  towards the value), by a fraction of that range. Level shifts, spikes beyond the usual
+  peaks, drops to zero; the smoothed value catches shifts that hide in the noise.
 * **surprise**: the smallest normalised prediction error over three predictors (a fast
   and a slow exponentially weighted level, and a time-of-day profile), in log2 units;
-  and its short-term average (sustained drift). A point is surprising only if *every*
-  predictor is surprised, so a daily pattern or a random walk is not flagged.
+  and its short-term average (sustained drift; an average of logs, so one spike does not
+  linger in it). A point is surprising only if *every* predictor is surprised, so a daily
+  pattern or a random walk is not flagged.
 * **seasonal drift**: the short-term average of the time-of-day predictor's error, used
   only where that predictor is clearly better than the level (the series is seasonal).
 
-Each feature ``f`` becomes ``u = (f - record) / spread`` where ``record`` is a slowly
-decaying maximum of the feature; ``u > 0`` means "more extreme than anything recently
-seen". The largest ``u`` goes through a logistic curve to give the anomaly probability.
-The record decays more slowly on series where exceedances are common (bursty series),
-and a detection raises a short hold that damps the points right after it, so that one
-excursion is reported once.
+The surprise features are calibrated by their own tail (peaks over threshold): each
+tracks a high quantile ``q`` (exceeded by ``tail_p`` of the points) and the mean excess
+``beta`` over it, and a value's *rarity* is ``(f - q) / beta``, the e-folds of tail
+probability beyond ``q`` under an exponential tail; the tail follows the series, so a
+bursty series needs a larger excursion. The largest of the range novelties and the
+rarities less ``rarity_offset`` gives ``u``, and a logistic curve of ``u`` the anomaly
+probability. A detection raises a hold that damps the points right after it, so that
+one excursion is reported once.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ import numpy as np
 
 SECONDS_PER_DAY = 86400.0
 
+# The features whose tails are tracked, in the order of their columns.
+FEATURES = ("z", "z_avg", "z_season")
 # One column per scalar of a series' state (float64).
 FIELDS = (
     "n",  # points learnt
@@ -42,22 +48,18 @@ FIELDS = (
     "err_fast",  # mean absolute error of each predictor
     "err_slow",
     "err_season",
-    "z_avg",  # short-term average surprise
+    "z_avg",  # short-term average log2 surprise
     "z_season_avg",  # short-term average of the seasonal predictor's error
-    "rec_z",  # decaying records (log2 units) ...
-    "rec_z_avg",
-    "rec_z_season",
-    "spread_z",  # ... and the typical deviation of each feature from its mean
-    "spread_z_avg",
-    "spread_z_season",
-    "mean_z",
-    "mean_z_avg",
-    "mean_z_season",
-    "x_max",  # the range the series lives in
+    "x_max",  # the range the series lives in ...
     "x_min",
+    "x_smooth",  # ... and the range its smoothed value lives in
+    "s_max",
+    "s_min",
     "hold",  # points left in the hold after a detection
-    "exceed",  # recent count of record exceedances
     "onset",  # start time of the current excursion (NaN: none)
+    # Per feature, its tail: a high quantile, the mean excess over it, and the mean
+    # distance from it (the quantile's step size).
+    *(f"{kind}_{feature}" for feature in FEATURES for kind in ("q", "beta", "dev")),
 )
 COL = {name: i for i, name in enumerate(FIELDS)}
 
@@ -75,22 +77,24 @@ class Params:
     season_bin_weight: float = 0.25  # per-bin error vs the series-wide error
     surprise_offset: float = 0.1  # log2(z + offset): z near 0 is not "very unsurprising"
     z_avg_rate: float = 0.032
-    z_avg_weight: float = 0.3125
     z_season_rate: float = 0.1
-    z_season_weight: float = 0.5
     seasonal_ratio: float = 0.5  # seasonal if its error < ratio x the slow level's error
     seasonal_min_points: int = 600
-    spread_rate: float = 0.001
-    record_decay: float = 0.002  # record falls by this many spreads per point
-    exceed_rate: float = 0.002
-    exceed_slowdown: float = 1.0
-    range_margin: float = 0.0625  # range novelty: excess as a fraction of the range
-    range_decay: float = 0.00016  # fraction of the range the max/min relax per point
+    range_decay: float = 0.0001  # fraction of the range the max/min relax per point
+    range_margin: float = 0.0625  # novelty 1: this fraction of the range beyond it
+    smooth_margin: float = 0.06  # the same for the smoothed value
+    smooth_rate: float = 0.1  # the smoothed value's EWMA rate
     relative_floor: float = 1e-3  # scale floor relative to the level (flat series)
+    tail_p: float = 0.02  # the tracked quantile: exceeded by this fraction of points
+    tail_q_rate: float = 0.002  # the quantile's step, in mean distances from it
+    tail_beta_rate: float = 0.02  # the mean excess's rate, per exceedance
+    tail_dev_rate: float = 0.0005  # the mean distance's rate
+    beta_floor: float = 0.05  # log2 units: a floor for the mean excess
+    rarity_offset: float = 4.0  # e-folds beyond the quantile that make probability 1/2
     steepness: float = 2.0
-    hold_points: int = 100
+    hold_points: int = 200
     hold_trigger: float = 0.7  # u at which a hold starts
-    hold_penalty: float = 1.25
+    hold_penalty: float = 2.0
     onset_z: float = 2.0  # a point this surprising starts an excursion
     expected_width: float = 3.0  # expected range: prediction +- width x its error
 
@@ -155,7 +159,7 @@ def step(states: States, ids: np.ndarray, t: np.ndarray, x: np.ndarray) -> StepR
     st = states.scalars[ids]
     n = st[:, COL["n"]]
     first = n == 0
-    for name in ("level_fast", "level_slow", "x_max", "x_min"):
+    for name in ("level_fast", "level_slow", "x_max", "x_min", "x_smooth", "s_max", "s_min"):
         st[:, COL[name]] = np.where(first, x, st[:, COL[name]])
     level_fast, level_slow = st[:, COL["level_fast"]], st[:, COL["level_slow"]]
     floor = p.relative_floor * np.abs(level_slow) + 1e-9
@@ -188,25 +192,25 @@ def step(states: States, ids: np.ndarray, t: np.ndarray, x: np.ndarray) -> StepR
         floor,
     )
 
-    z_avg = st[:, COL["z_avg"]] + (z - st[:, COL["z_avg"]]) * p.z_avg_rate
+    log_z = np.log2(z + p.surprise_offset)
+    z_avg = st[:, COL["z_avg"]] + (log_z - st[:, COL["z_avg"]]) * p.z_avg_rate
     z_season_avg = st[:, COL["z_season_avg"]]
     z_season_avg = z_season_avg + (z_season - z_season_avg) * p.z_season_rate
     seasonal = (err_season < p.seasonal_ratio * err_slow) & (n > p.seasonal_min_points)
-    features = (
-        ("z", np.log2(z + p.surprise_offset), 1.0),
-        ("z_avg", np.log2(z_avg + p.surprise_offset), p.z_avg_weight),
-        ("z_season", np.log2(z_season_avg + p.surprise_offset), p.z_season_weight),
+    smooth = st[:, COL["x_smooth"]] + (x - st[:, COL["x_smooth"]]) * p.smooth_rate
+    novelty = np.maximum(
+        _outside(x, st[:, COL["x_max"]], st[:, COL["x_min"]], floor) / p.range_margin,
+        _outside(smooth, st[:, COL["s_max"]], st[:, COL["s_min"]], floor) / p.smooth_margin,
     )
-    u = _range_novelty(p, st, x, floor)
-    for name, value, weight in features:
-        excess = (value - st[:, COL["rec_" + name]]) / np.maximum(
-            st[:, COL["spread_" + name]], 0.05
-        )
-        if name == "z_season":
-            excess = np.where(seasonal, excess, -np.inf)
-        u = np.maximum(u, weight * excess)
+    features = {
+        "z": log_z,
+        "z_avg": z_avg,
+        "z_season": np.log2(z_season_avg + p.surprise_offset),
+    }
+    rarity = {name: _rarity(p, st, name, value) for name, value in features.items()}
+    rarity["z_season"] = np.where(seasonal, rarity["z_season"], -np.inf)
+    u = np.maximum(novelty, np.max(np.stack(list(rarity.values())), axis=0) - p.rarity_offset)
 
-    st[:, COL["exceed"]] = st[:, COL["exceed"]] * (1 - p.exceed_rate) + (u > 0)
     hold = st[:, COL["hold"]]
     u = np.where(hold > 0, u - p.hold_penalty, u)
     probability = np.where(n < p.warmup, 0.0, 1.0 / (1.0 + np.exp(-p.steepness * u)))
@@ -214,8 +218,11 @@ def step(states: States, ids: np.ndarray, t: np.ndarray, x: np.ndarray) -> StepR
 
     # Learn.
     st[:, COL["hold"]] = np.where(u >= p.hold_trigger, p.hold_points, np.maximum(hold - 1, 0))
-    _learn_records(p, st, n, first, features)
-    _learn_range(p, st, x, floor)
+    for name, value in features.items():
+        _learn_tail(p, st, n, name, value)
+    st[:, COL["x_smooth"]] = smooth
+    _learn_range(p, st, x, "x_max", "x_min", floor)
+    _learn_range(p, st, smooth, "s_max", "s_min", floor)
     rate = p.error_rate
     st[:, COL["err_fast"]] = np.where(
         first, 0.0, err_fast + (np.abs(x - level_fast) - err_fast) * rate
@@ -247,38 +254,48 @@ def step(states: States, ids: np.ndarray, t: np.ndarray, x: np.ndarray) -> StepR
     return StepResult(probability, low, high, onset)
 
 
-def _range_novelty(p: Params, st: np.ndarray, x: np.ndarray, floor: np.ndarray) -> np.ndarray:
-    """How far the value leaves the series' recent range, in units of range x margin."""
-    x_max, x_min = st[:, COL["x_max"]], st[:, COL["x_min"]]
-    width = np.maximum(x_max - x_min, floor)
-    return np.maximum(x - x_max, x_min - x) / width / p.range_margin
+def _outside(
+    value: np.ndarray, top: np.ndarray, bottom: np.ndarray, floor: np.ndarray
+) -> np.ndarray:
+    """How far a value lies beyond a range, as a fraction of its width (< 0: inside)."""
+    width = np.maximum(top - bottom, floor)
+    return np.maximum(value - top, bottom - value) / width
 
 
-def _learn_range(p: Params, st: np.ndarray, x: np.ndarray, floor: np.ndarray) -> None:
-    x_max, x_min = st[:, COL["x_max"]], st[:, COL["x_min"]]
-    relax = np.maximum(x_max - x_min, floor) * p.range_decay
-    st[:, COL["x_max"]] = np.maximum(x, x_max - relax)
-    st[:, COL["x_min"]] = np.minimum(x, x_min + relax)
-
-
-def _learn_records(
-    p: Params,
-    st: np.ndarray,
-    n: np.ndarray,
-    first: np.ndarray,
-    features: tuple[tuple[str, np.ndarray, float], ...],
+def _learn_range(
+    p: Params, st: np.ndarray, value: np.ndarray, top: str, bottom: str, floor: np.ndarray
 ) -> None:
-    """Update each feature's mean, spread and decaying record."""
-    rate = np.maximum(p.spread_rate, 1.0 / (n + 1))
-    slowdown = 1.0 + p.exceed_slowdown * st[:, COL["exceed"]]
-    for name, value, _ in features:
-        mean, spread = st[:, COL["mean_" + name]], st[:, COL["spread_" + name]]
-        dev = value - mean
-        spread = np.where(first, 0.5, spread + rate * (np.abs(dev) - spread))
-        st[:, COL["mean_" + name]] = np.where(first, value, mean + rate * dev)
-        st[:, COL["spread_" + name]] = spread
-        record = st[:, COL["rec_" + name]] - spread * p.record_decay / slowdown
-        st[:, COL["rec_" + name]] = np.where(first, value, np.maximum(value, record))
+    """The range follows new extremes at once and relaxes towards the value slowly."""
+    high, low = st[:, COL[top]], st[:, COL[bottom]]
+    relax = np.maximum(high - low, floor) * p.range_decay
+    st[:, COL[top]] = np.maximum(value, high - relax)
+    st[:, COL[bottom]] = np.minimum(value, low + relax)
+
+
+def _rarity(p: Params, st: np.ndarray, name: str, value: np.ndarray) -> np.ndarray:
+    """How rare the value is for this series, in e-folds of tail probability beyond the
+    tracked quantile (peaks over threshold with an exponential tail)."""
+    beta = np.maximum(st[:, COL["beta_" + name]], p.beta_floor)
+    return (value - st[:, COL["q_" + name]]) / beta
+
+
+def _learn_tail(p: Params, st: np.ndarray, n: np.ndarray, name: str, value: np.ndarray) -> None:
+    """Track the (1 - tail_p) quantile (a stochastic-approximation step scaled by the mean
+    excess, so it works in any unit) and the mean excess over it."""
+    q, beta, dev = (st[:, COL[kind + "_" + name]] for kind in ("q", "beta", "dev"))
+    floor = p.beta_floor
+    over = value > q
+    # Early on, steps of 1/n: the estimates converge fast from a cold start.
+    dev = dev + np.maximum(p.tail_dev_rate, 1.0 / (n + 1)) * (np.abs(value - q) - dev)
+    scale = np.maximum(dev, floor)
+    q_rate = np.maximum(p.tail_q_rate, p.tail_p / (n + 1))
+    beta_rate = np.maximum(p.tail_beta_rate, 1.0 / (p.tail_p * n + 1))
+    q_next = q + q_rate * scale * (over / p.tail_p - 1.0)
+    beta = np.where(over, beta + beta_rate * (value - q - beta), beta)
+    first = n == 0
+    st[:, COL["dev_" + name]] = np.where(first, 10 * floor, dev)
+    st[:, COL["q_" + name]] = np.where(first, value, q_next)
+    st[:, COL["beta_" + name]] = np.where(first, 10 * floor, beta)
 
 
 def _track_onset(
@@ -287,7 +304,7 @@ def _track_onset(
     """When the current excursion began: the first surprising point, until things settle."""
     onset = st[:, COL["onset"]]
     starting = np.isnan(onset) & (z >= p.onset_z)
-    settled = (z < p.onset_z) & (z_avg < 1.0)
+    settled = (z < p.onset_z) & (z_avg < 0.0)
     onset = np.where(starting, t, np.where(settled, np.nan, onset))
     st[:, COL["onset"]] = onset
     return onset
