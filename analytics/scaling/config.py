@@ -5,23 +5,9 @@ from __future__ import annotations
 from pydantic import Field
 
 from analytics.forecast.config import AdvisorConfig
+from analytics.series.workloads import DEFAULT_LATENCY_METRICS, DEFAULT_RATE_METRICS
 from keiko.store.config import Strict
 from keiko.units import Duration
-
-# Request-counting series as keiko's decoder names them: a histogram's count rate, or a
-# counter's rate (under the counter's own name).
-DEFAULT_RATE_METRICS = [
-    "http.server.request.duration:rate",  # OTel HTTP semantic conventions (stable)
-    "http.server.duration:rate",  # the older HTTP conventions
-    "rpc.server.duration:rate",
-    "traces.span.metrics.calls",  # span metrics (the OTel Collector spanmetrics names)
-]
-DEFAULT_LATENCY_METRICS = [
-    "http.server.request.duration:p99",
-    "http.server.duration:p99",
-    "rpc.server.duration:p99",
-    "traces.span.metrics.duration:p99",
-]
 
 
 class ScalingConfig(Strict):

@@ -1,10 +1,12 @@
-"""From metric points to per-workload observations: request rate, replicas, latency.
+"""From metric points to per-workload observations: request rate, errors, replicas, latency.
 
 A workload's request rate is the sum of the per-second rates of its request-counting series
 (one series per route, method, status and pod, say). Each series keeps its latest rate; a
 workload's rate at time t is the sum over its series seen within ``freshness`` seconds.
-Replicas are the distinct instances (pod, or service.instance.id) among those fresh series,
-and the latency is the highest fresh p99 of the same histograms, when there is one.
+Its error rate is the same sum over the series that count failures (HTTP status 5xx, an
+``error.type``, span status ERROR). Replicas are the distinct instances (pod, or
+service.instance.id) among the fresh series, and the latency is the highest fresh p99.
+Used by the scaling advisor (rate, replicas, latency) and the per-service detector.
 """
 
 from __future__ import annotations
@@ -17,6 +19,20 @@ import numpy as np
 from analytics.series.table import SeriesTable
 from analytics.series.types import PointBatch, SeriesInfo
 
+# Request-counting series as keiko's decoder names them: a histogram's count rate, or a
+# counter's rate (under the counter's own name).
+DEFAULT_RATE_METRICS = [
+    "http.server.request.duration:rate",  # OTel HTTP semantic conventions (stable)
+    "http.server.duration:rate",  # the older HTTP conventions
+    "rpc.server.duration:rate",
+    "traces.span.metrics.calls",  # span metrics (the OTel Collector spanmetrics names)
+]
+DEFAULT_LATENCY_METRICS = [
+    "http.server.request.duration:p99",
+    "http.server.duration:p99",
+    "rpc.server.duration:p99",
+    "traces.span.metrics.duration:p99",
+]
 INSTANCE_LABELS = ("k8s.pod.name", "k8s.pod.uid", "service.instance.id", "host.name")
 
 
@@ -29,6 +45,7 @@ class Observation:
     rate: float
     replicas: float | None
     latency: float | None
+    errors: float = 0.0  # per second, of ``rate``
 
 
 @dataclass
@@ -36,6 +53,7 @@ class _Series:
     workload: str
     instance: str
     latency_series: bool
+    error_series: bool = False
     rate: float = np.nan
     latency: float = np.nan
     time: float = -np.inf
@@ -98,12 +116,13 @@ class WorkloadRates:
         if not workload:
             return None
         instance = next((info.labels[k] for k in INSTANCE_LABELS if info.labels.get(k)), "")
-        return _Series(workload, instance, is_latency and not is_rate)
+        return _Series(workload, instance, is_latency and not is_rate, _counts_errors(info))
 
     def _observation(self, workload: str, now: float) -> Observation:
         tracked = (self._series[sid] for sid in self._members.get(workload, ()))
         fresh = [s for s in tracked if s is not None and now - s.time <= self.freshness]
-        rates = [s.rate for s in fresh if not s.latency_series and np.isfinite(s.rate)]
+        counting = [s for s in fresh if not s.latency_series and np.isfinite(s.rate)]
+        rates = [s.rate for s in counting]
         latencies = [s.latency for s in fresh if s.latency_series and np.isfinite(s.latency)]
         instances = {s.instance for s in fresh if s.instance and not s.latency_series}
         return Observation(
@@ -112,4 +131,16 @@ class WorkloadRates:
             float(sum(rates)),
             float(len(instances)) if instances else None,
             max(latencies) if latencies else None,
+            float(sum(s.rate for s in counting if s.error_series)),
         )
+
+
+def _counts_errors(info: SeriesInfo) -> bool:
+    """Does this request-counting series count failures (OTel HTTP/RPC and span metrics)?"""
+    labels = info.labels
+    status = labels.get("http.response.status_code") or labels.get("http.status_code") or ""
+    if status[:1] == "5":
+        return True
+    if labels.get("error.type"):
+        return True
+    return labels.get("status.code", "").upper() in ("ERROR", "STATUS_CODE_ERROR")

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from analytics.scaling.config import DEFAULT_LATENCY_METRICS, DEFAULT_RATE_METRICS
-from analytics.scaling.workloads import WorkloadRates
 from analytics.series.table import SeriesTable
 from analytics.series.types import PointBatch, SeriesKind
+from analytics.series.workloads import DEFAULT_LATENCY_METRICS, DEFAULT_RATE_METRICS, WorkloadRates
 
 
 def _table() -> tuple[SeriesTable, dict[str, int]]:
@@ -54,6 +53,21 @@ def test_rate_is_summed_over_routes_and_pods_with_replicas_and_latency() -> None
     (obs,) = rates.observe(_batch(points), table)
     assert obs.workload == "shop/checkout" and obs.time == 101.0
     assert obs.rate == 27.0 and obs.replicas == 2 and obs.latency == 0.25
+
+
+def test_errors_count_the_5xx_series() -> None:
+    table = SeriesTable(10)
+    metric = "http.server.request.duration:rate"
+    ok = table.intern("ok", metric, "cart", SeriesKind.RATE, labels={"service.name": "cart"})
+    bad = table.intern(
+        "bad",
+        metric,
+        "cart",
+        SeriesKind.RATE,
+        labels={"service.name": "cart", "http.response.status_code": "503"},
+    )
+    (obs,) = _rates().observe(_batch([(ok, 10.0, 9.0), (bad, 10.0, 1.0)]), table)
+    assert obs.workload == "cart" and obs.rate == 10.0 and obs.errors == 1.0
 
 
 def test_stale_series_drop_out_and_evicted_ones_are_forgotten() -> None:
