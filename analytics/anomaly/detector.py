@@ -50,6 +50,7 @@ FIELDS = (
     "err_season",
     "z_avg",  # short-term average log2 surprise
     "z_season_avg",  # short-term average of the seasonal predictor's error
+    "seasonality",  # slow average of "the profile predicts better than the level"
     "x_max",  # the range the series lives in ...
     "x_min",
     "x_smooth",  # ... and the range its smoothed value lives in
@@ -80,6 +81,7 @@ class Params:
     z_season_rate: float = 0.1
     seasonal_ratio: float = 0.5  # seasonal if its error < ratio x the slow level's error
     seasonal_min_points: int = 600
+    seasonality_rate: float = 0.002
     range_decay: float = 0.0001  # fraction of the range the max/min relax per point
     range_margin: float = 0.0625  # novelty 1: this fraction of the range beyond it
     smooth_margin: float = 0.06  # the same for the smoothed value
@@ -196,7 +198,12 @@ def step(states: States, ids: np.ndarray, t: np.ndarray, x: np.ndarray) -> StepR
     z_avg = st[:, COL["z_avg"]] + (log_z - st[:, COL["z_avg"]]) * p.z_avg_rate
     z_season_avg = st[:, COL["z_season_avg"]]
     z_season_avg = z_season_avg + (z_season - z_season_avg) * p.z_season_rate
-    seasonal = (err_season < p.seasonal_ratio * err_slow) & (n > p.seasonal_min_points)
+    # Judged over days, not from the recent errors: an anomaly that breaks the daily
+    # pattern must not switch off the feature that sees it.
+    seasonality = st[:, COL["seasonality"]]
+    better = err_season < p.seasonal_ratio * err_slow
+    st[:, COL["seasonality"]] = seasonality + (better - seasonality) * p.seasonality_rate
+    seasonal = (seasonality > 0.5) & (n > p.seasonal_min_points)
     smooth = st[:, COL["x_smooth"]] + (x - st[:, COL["x_smooth"]]) * p.smooth_rate
     novelty = np.maximum(
         _outside(x, st[:, COL["x_max"]], st[:, COL["x_min"]], floor) / p.range_margin,
