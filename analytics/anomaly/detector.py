@@ -7,15 +7,15 @@ then learns from those points: score first, then learn.
 What it looks for, each on a scale that means the same on every series so that one
 threshold serves them all:
 
-* **range novelty**: the value, or its short exponential average, leaves the range it has
-  recently lived in (a max and a min that follow new extremes at once and relax slowly
-  towards the value), by a fraction of that range. Level shifts, spikes beyond the usual
-  peaks, drops to zero; the smoothed value catches shifts that hide in the noise.
+* **range novelty**: the value, or one of its exponential averages (a fast and a slow
+  one), leaves the range it has recently lived in (a max and a min that follow new
+  extremes at once and relax slowly towards the value), by a fraction of that range.
+  Level shifts, spikes beyond the usual peaks, drops to zero; the averages catch shifts
+  and drifts that hide in the noise.
 * **surprise**: the smallest normalised prediction error over three predictors (a fast
-  and a slow exponentially weighted level, and a time-of-day profile), in log2 units;
-  and its short-term average (sustained drift; an average of logs, so one spike does not
-  linger in it). A point is surprising only if *every* predictor is surprised, so a daily
-  pattern or a random walk is not flagged.
+  and a slow exponentially weighted level, and a time-of-day profile), in log2 units. A
+  point is surprising only if *every* predictor is surprised, so a daily pattern or a
+  random walk is not flagged.
 * **seasonal drift**: the short-term average of the time-of-day predictor's error, used
   only where that predictor is clearly better than the level (the series is seasonal).
 
@@ -38,7 +38,9 @@ import numpy as np
 SECONDS_PER_DAY = 86400.0
 
 # The features whose tails are tracked, in the order of their columns.
-FEATURES = ("z", "z_avg", "z_season")
+FEATURES = ("z", "z_season")
+# The value and its exponential averages (Params.smooth_rates) each have a range.
+RANGE_SCALES = 3
 # One column per scalar of a series' state (float64).
 FIELDS = (
     "n",  # points learnt
@@ -48,14 +50,11 @@ FIELDS = (
     "err_fast",  # mean absolute error of each predictor
     "err_slow",
     "err_season",
-    "z_avg",  # short-term average log2 surprise
+    "z_avg",  # short-term average log2 surprise (for the onset)
     "z_season_avg",  # short-term average of the seasonal predictor's error
     "seasonality",  # slow average of "the profile predicts better than the level"
-    "x_max",  # the range the series lives in ...
-    "x_min",
-    "x_smooth",  # ... and the range its smoothed value lives in
-    "s_max",
-    "s_min",
+    # The range the series lives in, and the ranges its smoothed values live in.
+    *(f"{kind}{scale}" for scale in range(RANGE_SCALES) for kind in ("smooth", "max", "min")),
     "hold",  # points left in the hold after a detection
     "onset",  # start time of the current excursion (NaN: none)
     # Per feature, its tail: a high quantile, the mean excess over it, and the mean
@@ -84,8 +83,8 @@ class Params:
     seasonality_rate: float = 0.002
     range_decay: float = 0.0001  # fraction of the range the max/min relax per point
     range_margin: float = 0.0625  # novelty 1: this fraction of the range beyond it
-    smooth_margin: float = 0.06  # the same for the smoothed value
-    smooth_rate: float = 0.1  # the smoothed value's EWMA rate
+    smooth_rate: float = 0.1  # the smoothed values' rates (scale 1 and 2)
+    slow_smooth_rate: float = 0.03
     relative_floor: float = 1e-3  # scale floor relative to the level (flat series)
     tail_p: float = 0.02  # the tracked quantile: exceeded by this fraction of points
     tail_q_rate: float = 0.002  # the quantile's step, in mean distances from it
@@ -161,8 +160,9 @@ def step(states: States, ids: np.ndarray, t: np.ndarray, x: np.ndarray) -> StepR
     st = states.scalars[ids]
     n = st[:, COL["n"]]
     first = n == 0
-    for name in ("level_fast", "level_slow", "x_max", "x_min", "x_smooth", "s_max", "s_min"):
-        st[:, COL[name]] = np.where(first, x, st[:, COL[name]])
+    for i in range(len(FIELDS)):
+        if FIELDS[i].startswith(("level_", "smooth", "max", "min")):
+            st[:, i] = np.where(first, x, st[:, i])
     level_fast, level_slow = st[:, COL["level_fast"]], st[:, COL["level_slow"]]
     floor = p.relative_floor * np.abs(level_slow) + 1e-9
 
@@ -204,14 +204,9 @@ def step(states: States, ids: np.ndarray, t: np.ndarray, x: np.ndarray) -> StepR
     better = err_season < p.seasonal_ratio * err_slow
     st[:, COL["seasonality"]] = seasonality + (better - seasonality) * p.seasonality_rate
     seasonal = (seasonality > 0.5) & (n > p.seasonal_min_points)
-    smooth = st[:, COL["x_smooth"]] + (x - st[:, COL["x_smooth"]]) * p.smooth_rate
-    novelty = np.maximum(
-        _outside(x, st[:, COL["x_max"]], st[:, COL["x_min"]], floor) / p.range_margin,
-        _outside(smooth, st[:, COL["s_max"]], st[:, COL["s_min"]], floor) / p.smooth_margin,
-    )
+    novelty, smoothed = _range_novelty(p, st, x, floor)
     features = {
         "z": log_z,
-        "z_avg": z_avg,
         "z_season": np.log2(z_season_avg + p.surprise_offset),
     }
     rarity = {name: _rarity(p, st, name, value) for name, value in features.items()}
@@ -220,16 +215,16 @@ def step(states: States, ids: np.ndarray, t: np.ndarray, x: np.ndarray) -> StepR
 
     hold = st[:, COL["hold"]]
     u = np.where(hold > 0, u - p.hold_penalty, u)
-    probability = np.where(n < p.warmup, 0.0, 1.0 / (1.0 + np.exp(-p.steepness * u)))
+    logit = np.clip(p.steepness * u, -50.0, 50.0)  # no overflow in exp
+    probability = np.where(n < p.warmup, 0.0, 1.0 / (1.0 + np.exp(-logit)))
     onset = _track_onset(st, t, z, z_avg, p)
 
     # Learn.
     st[:, COL["hold"]] = np.where(u >= p.hold_trigger, p.hold_points, np.maximum(hold - 1, 0))
     for name, value in features.items():
         _learn_tail(p, st, n, name, value)
-    st[:, COL["x_smooth"]] = smooth
-    _learn_range(p, st, x, "x_max", "x_min", floor)
-    _learn_range(p, st, smooth, "s_max", "s_min", floor)
+    for scale, value in enumerate(smoothed):
+        _learn_range(p, st, scale, value, floor)
     rate = p.error_rate
     st[:, COL["err_fast"]] = np.where(
         first, 0.0, err_fast + (np.abs(x - level_fast) - err_fast) * rate
@@ -261,22 +256,34 @@ def step(states: States, ids: np.ndarray, t: np.ndarray, x: np.ndarray) -> StepR
     return StepResult(probability, low, high, onset)
 
 
-def _outside(
-    value: np.ndarray, top: np.ndarray, bottom: np.ndarray, floor: np.ndarray
-) -> np.ndarray:
-    """How far a value lies beyond a range, as a fraction of its width (< 0: inside)."""
-    width = np.maximum(top - bottom, floor)
-    return np.maximum(value - top, bottom - value) / width
+def _range_novelty(
+    p: Params, st: np.ndarray, x: np.ndarray, floor: np.ndarray
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """How far the value, or a smoothed value, leaves its recent range, in units of
+    ``range_margin`` x the range (the largest over scales); and the smoothed values."""
+    novelty = np.full(len(x), -np.inf)
+    smoothed = []
+    for scale, rate in enumerate((1.0, p.smooth_rate, p.slow_smooth_rate)):
+        value = st[:, COL[f"smooth{scale}"]]
+        value = value + (x - value) * rate
+        top, bottom = st[:, COL[f"max{scale}"]], st[:, COL[f"min{scale}"]]
+        width = np.maximum(top - bottom, floor)
+        outside = np.maximum(value - top, bottom - value) / width
+        novelty = np.maximum(novelty, outside / p.range_margin)
+        smoothed.append(value)
+    return novelty, smoothed
 
 
 def _learn_range(
-    p: Params, st: np.ndarray, value: np.ndarray, top: str, bottom: str, floor: np.ndarray
+    p: Params, st: np.ndarray, scale: int, value: np.ndarray, floor: np.ndarray
 ) -> None:
     """The range follows new extremes at once and relaxes towards the value slowly."""
-    high, low = st[:, COL[top]], st[:, COL[bottom]]
+    top, bottom = COL[f"max{scale}"], COL[f"min{scale}"]
+    high, low = st[:, top], st[:, bottom]
     relax = np.maximum(high - low, floor) * p.range_decay
-    st[:, COL[top]] = np.maximum(value, high - relax)
-    st[:, COL[bottom]] = np.minimum(value, low + relax)
+    st[:, COL[f"smooth{scale}"]] = value
+    st[:, top] = np.maximum(value, high - relax)
+    st[:, bottom] = np.minimum(value, low + relax)
 
 
 def _rarity(p: Params, st: np.ndarray, name: str, value: np.ndarray) -> np.ndarray:
