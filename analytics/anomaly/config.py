@@ -7,49 +7,17 @@ from fnmatch import fnmatchcase
 
 from pydantic import Field, field_validator
 
+from analytics.stream.config import BUCKET_DESCRIPTION, CheckpointConfig, StreamStageConfig
 from keiko.store.config import Strict
-from keiko.units import ByteSize, Duration
+from keiko.units import Duration
 
 REGEX_PREFIX = "re:"
-_BUCKET = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-# NATS refuses messages over max_payload (1 MiB by default), headers included.
-MAX_CHUNK_BYTES = 1024**2 - 4096
 
 
-class CheckpointConfig(Strict):
+class AnomalyCheckpointConfig(CheckpointConfig):
     """Where and how often the detectors' state is saved (restored at start)."""
 
-    interval: Duration = Field(
-        default=60.0,
-        gt=0,
-        description="Save the state (series table, decoder, detectors) this often; the "
-        "consumer offset is committed with it, so a crash replays at most this much. On the "
-        "nats backend under 30s avoids JetStream redelivering records left uncommitted "
-        "longer (they are skipped, but fetched again).",
-    )
-    max_records: int = Field(
-        default=5000,
-        gt=0,
-        description="Also save once this many records were consumed since the last save. "
-        "Keep it under the NATS backend's 10000 records a group may hold uncommitted.",
-    )
-    bucket: str = Field(
-        default="anomaly", description="Key-value bucket of the checkpoint (A-Z a-z 0-9 _ -)."
-    )
-    chunk_bytes: ByteSize = Field(
-        default=512 * 1024,
-        gt=0,
-        le=MAX_CHUNK_BYTES,
-        description="Checkpoints are split into values of at most this size (NATS KV "
-        "values must fit in one message, 1 MiB by default).",
-    )
-
-    @field_validator("bucket")
-    @classmethod
-    def _bucket_name(cls, value: str) -> str:
-        if not _BUCKET.match(value):
-            raise ValueError("use 1-64 characters A-Z, a-z, 0-9, '_' or '-'")
-        return value
+    bucket: str = Field(default="anomaly", description=BUCKET_DESCRIPTION)
 
 
 class ScoreExportConfig(Strict):
@@ -68,7 +36,7 @@ class ScoreExportConfig(Strict):
     )
 
 
-class AnomalyConfig(Strict):
+class AnomalyConfig(StreamStageConfig):
     """Online anomaly detection on every metric series of the `metrics` stream."""
 
     enabled: bool = Field(default=True, description="Run the anomaly detector.")
@@ -96,12 +64,6 @@ class AnomalyConfig(Strict):
         description="At most one event per series within this time (by point time), even "
         "when it leaves an excursion and enters a new one.",
     )
-    fetch_batch: int = Field(
-        default=200, gt=0, le=10_000, description="Records fetched from the store at once."
-    )
-    fetch_timeout: Duration = Field(
-        default=1.0, gt=0, description="How long one fetch waits for records."
-    )
     include: list[str] = Field(
         default_factory=list,
         description="Metric names to score (globs, or regexes prefixed 're:'); empty: all. "
@@ -119,7 +81,7 @@ class AnomalyConfig(Strict):
         "service.namespace, host.name, container.id and k8s.* (e.g. service.instance.id "
         "when several processes of a service share a host). Changing it renames series.",
     )
-    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    checkpoint: AnomalyCheckpointConfig = Field(default_factory=AnomalyCheckpointConfig)
     score_export: ScoreExportConfig = Field(default_factory=ScoreExportConfig)
 
     @field_validator("include", "exclude")

@@ -19,28 +19,19 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from analytics.series.types import SeriesInfo
+from analytics.stream.worker import WorkerStats
 
 
 @dataclass
-class Stats:
-    """Running totals since start (counters) and the latest figures (gauges)."""
+class Stats(WorkerStats):
+    """The stream worker's totals plus the detector's (counters since start, gauges latest)."""
 
-    records: int = 0
     points: int = 0
     anomalous_points: int = 0
-    events: int = 0
-    events_dropped: int = 0  # events the store refused (counted, the excursion stays known)
-    skipped_records: Tally[str] = field(default_factory=Tally)  # by reason
     skipped_points: Tally[str] = field(default_factory=Tally)  # by reason
     evicted: int = 0
     refused_points: int = 0  # of series beyond max_series (as of the last check)
     restored_series: int = 0
-    offset: int = 0  # last offset processed
-    checkpoint_offset: int = 0  # last offset a saved checkpoint covers
-    checkpoints: Tally[str] = field(default_factory=Tally)  # by outcome
-    checkpoint_seconds: float = 0.0
-    checkpoint_bytes: int = 0
-    checkpoint_time: float = 0.0  # unix time of the last saved checkpoint
 
 
 @dataclass

@@ -38,10 +38,10 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from prometheus_client.parser import text_string_to_metric_families
 
 from analytics.anomaly.bank import DetectorBank
-from analytics.anomaly.checkpoint import CheckpointStore
 from analytics.anomaly.component import CHECKPOINT_NAME, AnomalyDetector
 from analytics.anomaly.config import AnomalyConfig
 from analytics.anomaly.scores import Scores
+from analytics.stream.checkpoint import CheckpointStore
 from keiko.config.load import validate
 from keiko.process import Keiko
 from keiko.records import Kind
@@ -337,7 +337,7 @@ def test_a_checkpoint_ahead_of_the_stream_does_not_skip_it(tmp_path: Path) -> No
     async def plant() -> None:
         async with Keiko(in_process_config(tmp_path / "data", port)) as keiko:
             assert keiko.ctx is not None and keiko.store is not None
-            parts = AnomalyDetector(ANOMALY, keiko.ctx, bank_type=SpikeBank)._parts()
+            parts = AnomalyDetector(ANOMALY, keiko.ctx, bank_type=SpikeBank).snapshot_parts()
             kv = await keiko.store.kv(ANOMALY.checkpoint.bucket)
             await CheckpointStore(kv, CHECKPOINT_NAME, 1 << 16).save(parts, offset=1000)
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from fixtures.nats import NatsServer
 
-from analytics.anomaly.checkpoint import CheckpointError, CheckpointStore
+from analytics.stream.checkpoint import CheckpointError, CheckpointStore
 from keiko.store import open_store
 from keiko.store.base import KeyValue, Store
 from keiko.store.config import StoreConfig

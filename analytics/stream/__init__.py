@@ -1,0 +1,1 @@
+"""Stream workers: stages that consume one stream as a consumer group with checkpointed state."""
