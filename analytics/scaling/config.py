@@ -6,17 +6,30 @@ from pydantic import Field
 
 from analytics.forecast.config import AdvisorConfig
 from analytics.series.workloads import DEFAULT_LATENCY_METRICS, DEFAULT_RATE_METRICS
-from keiko.store.config import Strict
+from analytics.stream.config import BUCKET_DESCRIPTION, CheckpointConfig, StreamStageConfig
 from keiko.units import Duration
 
 
-class ScalingConfig(Strict):
+class ScalingCheckpointConfig(CheckpointConfig):
+    """Where and how often the advisor's state (series, forecasters) is saved."""
+
+    bucket: str = Field(default="scaling", description=BUCKET_DESCRIPTION)
+
+
+class ScalingConfig(StreamStageConfig):
     """Forecast each workload's request rate and advise replicas ahead of the load."""
 
     enabled: bool = Field(
         default=False,
         description="Run the scaling advisor (off by default: set a capacity per replica, "
         "or let it learn one from latency, before anything scales on its advice).",
+    )
+    checkpoint: ScalingCheckpointConfig = Field(default_factory=ScalingCheckpointConfig)
+    max_series: int = Field(
+        default=100_000,
+        gt=0,
+        description="Metric series tracked at most (only request-rate and latency series "
+        "are used; the others are decoded and dropped).",
     )
     rate_metrics: list[str] = Field(
         default_factory=lambda: list(DEFAULT_RATE_METRICS),

@@ -1,0 +1,116 @@
+"""The scaling advisor under `keiko run`: the OTel SDK's OTLP exporter sends a workload's
+request counter; keiko advises replicas on /metrics and on the events stream, and keeps its
+forecasters across a restart."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any
+
+from fixtures.keiko import KeikoProcess
+from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    Metric,
+    MetricExportResult,
+    MetricsData,
+    NumberDataPoint,
+    ResourceMetrics,
+    ScopeMetrics,
+    Sum,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from prometheus_client.parser import text_string_to_metric_families
+
+STEP = 10.0  # seconds between counter points
+CAPACITY = 20.0  # requests/s per replica
+CONFIG = {
+    "analytics": {
+        "anomaly": {"enabled": False},
+        "scaling": {
+            "enabled": True,
+            "fetch_timeout": "100ms",
+            "advisor": {
+                "step_s": 60.0,
+                "defaults": {"capacity_per_replica": CAPACITY, "target_utilisation": 0.5},
+            },
+        },
+    }
+}
+
+
+def counter_request(start: float, t: float, value: float) -> MetricsData:
+    """One export of the spanmetrics-style calls counter of shop/checkout's two pods, as
+    their collectors send it every STEP seconds (cumulative since ``start``)."""
+    blocks = []
+    for pod in ("a", "b"):
+        point = NumberDataPoint({}, round(start * 1e9), round(t * 1e9), value)
+        sum_ = Sum([point], AggregationTemporality.CUMULATIVE, True)
+        metric = Metric("traces.span.metrics.calls", "calls", "1", sum_)
+        scope = ScopeMetrics(InstrumentationScope("tests.scaling"), [metric], "")
+        labels = {"service.name": "checkout", "k8s.namespace.name": "shop", "k8s.pod.name": pod}
+        blocks.append(ResourceMetrics(Resource.create(labels), [scope], ""))
+    return MetricsData(blocks)
+
+
+def send(kp: KeikoProcess, data: MetricsData) -> None:
+    exporter = OTLPMetricExporter(endpoint=f"http://{kp.otlp_grpc}", insecure=True, timeout=10)
+    try:
+        assert exporter.export(data) == MetricExportResult.SUCCESS
+    finally:
+        exporter.shutdown()
+
+
+def send_load(kp: KeikoProcess, start: float, rate: float, minutes: tuple[int, int]) -> None:
+    """Two pods, each serving rate/2 requests/s: their counters from minute a to minute b
+    after ``start``, one point every STEP seconds."""
+    first, last = (int(m * 60 / STEP) for m in minutes)
+    for i in range(first + 1, last + 1):
+        send(kp, counter_request(start, start + i * STEP, rate / 2 * i * STEP))
+
+
+def desired(kp: KeikoProcess) -> dict[str, float]:
+    with kp.client() as client:
+        text = client.get("/metrics").text
+    return {
+        s.labels["mode"]: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "keiko_scaling_desired_replicas" and s.labels["workload"] == "shop/checkout"
+    }
+
+
+def advice_events(kp: KeikoProcess) -> list[dict[str, Any]]:
+    with kp.client() as client:
+        page = client.get("/api/v1/streams/events/records", params={"limit": 1000}).json()
+    return [r["payload"] for r in page["records"] if r["payload"].get("type") == "scaling_advice"]
+
+
+def eventually(check: Any, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+    return result
+
+
+def test_advice_on_metrics_and_events_and_kept_across_a_restart(keiko_process: Any) -> None:
+    kp = keiko_process(CONFIG)
+    start = time.time() - 3 * 3600
+    send_load(kp, start, 90.0, (0, 30))
+    # Too little history for a trusted forecast: reactive, sized for the observed rate.
+    reactive = math.ceil(90.0 / (CAPACITY * 0.5))
+    eventually(lambda: desired(kp).get("reactive") == reactive)
+    events = eventually(lambda: advice_events(kp))
+    assert events[-1]["workload"] == "shop/checkout" and events[-1]["mode"] == "reactive"
+    assert events[-1]["replicas"] == reactive and "history" in events[-1]["reason"]
+    assert abs(events[-1]["current_rate"] - 90.0) < 1.0
+
+    kp.restart()  # the forecasters and series come back from the checkpoint
+    assert "restored 1 workloads" in kp.log_text()
+    send_load(kp, start, 90.0, (30, 35))
+    eventually(lambda: desired(kp).get("reactive") == reactive)
+    assert json.dumps(events)  # events are plain JSON (no NaN)
