@@ -1,4 +1,4 @@
-"""Read and write the `timestamp,value` CSV files of the offline tools (detect, forecast, scale-sim).
+"""The `timestamp,value` CSV files of the offline tools (detect, forecast, scale-sim).
 
 Timestamps may be ``YYYY-MM-DD HH:MM:SS`` (NAB's format, read as UTC), ISO 8601 (with or
 without a zone; no zone means UTC) or unix seconds. The original timestamp text is kept so
@@ -57,7 +57,7 @@ def parse_timestamp(text: str) -> float:
 
 
 def read_series_csv(path: str | Path, stream: IO[str] | None = None) -> SeriesCSV:
-    """Read a ``timestamp,value`` file (extra columns are ignored); ``-`` or ``stream`` for stdin."""
+    """Read a ``timestamp,value`` file (extra columns ignored); ``stream``: read that instead."""
     name = str(path)
     if stream is not None:
         return _read(name, stream)
