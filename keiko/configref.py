@@ -185,7 +185,10 @@ def _yaml_lines(model: type[BaseModel], indent: int) -> Iterator[str]:
             for line in textwrap.wrap(info.description, 96 - len(pad)):
                 yield f"{pad}# {line}"
         default = info.get_default(call_default_factory=True)
-        if sub is not None and not sub.model_fields:
+        if sub is not None and get_origin(info.annotation) is dict:
+            keys = ", ".join(sub.model_fields)
+            yield f"{pad}{name}: {_scalar(default)}  # NAME: a mapping with: {keys}"
+        elif sub is not None and not sub.model_fields:
             yield f"{pad}{name}: {{}}  # none installed"
         elif sub is not None and default is not None:
             yield f"{pad}{name}:"
