@@ -28,9 +28,12 @@ from analytics.anomaly.bank import DetectorBank
 from analytics.anomaly.config import AnomalyConfig, MetricFilter
 from analytics.anomaly.events import ExcursionTracker, anomaly_event, encode_event
 from analytics.anomaly.export import AnomalyExport, ScoreBoard, Stats
+from analytics.anomaly.services import METRIC as SERVICE_METRIC
+from analytics.anomaly.services import ServiceModels
 from analytics.series.decode import MetricsDecoder
 from analytics.series.table import SeriesTable
-from analytics.series.types import PointBatch, SeriesInfo
+from analytics.series.types import PointBatch, SeriesInfo, SeriesKind
+from analytics.series.workloads import WorkloadRates
 from analytics.stream.worker import StreamWorker
 from keiko.components import ComponentSpec, Context
 from keiko.records import Kind, NewRecord, Record, Stream
@@ -51,6 +54,7 @@ class _State:
     decoder: MetricsDecoder
     bank: DetectorBank
     tracker: ExcursionTracker
+    services: ServiceModels
     newest: float = -np.inf  # latest point time seen (unix s): the clock of idle eviction
 
 
@@ -79,6 +83,8 @@ class AnomalyDetector(StreamWorker):
         self.config = config
         self.bank_type = bank_type  # tests inject a subclass; restore() goes through it
         self.accept = MetricFilter(config.include, config.exclude)
+        svc = config.services
+        self.rates = WorkloadRates(svc.rate_metrics, svc.latency_metrics, [], 120.0)
         export = config.score_export
         self.board = ScoreBoard(config.threshold, export.max_series, export.hold)
         self.state = self._fresh()
@@ -101,6 +107,7 @@ class AnomalyDetector(StreamWorker):
             MetricsDecoder(table, resource_keys=self.config.resource_keys),
             self.bank_type(min(self.config.max_series, 1024)),
             ExcursionTracker(self.config.threshold, self.config.cooldown),
+            ServiceModels(self.config.services.max_services),
         )
         table.on_evict(self._forget)
         return state
@@ -110,6 +117,7 @@ class AnomalyDetector(StreamWorker):
         self.state.bank.forget(ids)
         self.state.tracker.forget(ids)
         self.board.forget(ids)
+        self.rates.forget(ids)
         known = ids[ids < len(self._accepted)]
         self._accepted[known] = 0
 
@@ -176,6 +184,8 @@ class AnomalyDetector(StreamWorker):
         return self._score(batch)
 
     def _scored_points(self, batches: list[PointBatch]) -> PointBatch:
+        if self.config.services.enabled:
+            batches = [*batches, *(self._service_points(b) for b in batches if len(b))]
         batches = [b for b in batches if len(b)]
         if not batches:
             return PointBatch.empty()
@@ -187,6 +197,30 @@ class AnomalyDetector(StreamWorker):
             self.stats.skipped_points["excluded"] += int((~keep).sum())
             series, times, values = series[keep], times[keep], values[keep]
         return PointBatch(series, times, values)
+
+    def _service_points(self, batch: PointBatch) -> PointBatch:
+        """Each touched service's multivariate raw score, as points of its synthetic series."""
+        state = self.state
+        points = state.services.observe(self.rates.observe(batch, state.table))
+        ids = [self._service_series(p.workload, p.time) for p in points]
+        kept = [(sid, p) for sid, p in zip(ids, points, strict=True) if sid >= 0]
+        if not kept:
+            return PointBatch.empty()
+        return PointBatch(
+            np.array([sid for sid, _ in kept], np.int64),
+            np.array([p.time for _, p in kept]),
+            np.array([p.raw for _, p in kept]),
+        )
+
+    def _service_series(self, service: str, time: float) -> int:
+        table = self.state.table
+        key = f"{SERVICE_METRIC}{{service.name={service}}}"
+        sid = table.intern(
+            key, SERVICE_METRIC, service, SeriesKind.GAUGE, labels={"service.name": service}
+        )
+        if sid >= 0:
+            table.touch(np.array([sid]), np.array([time]))
+        return sid
 
     def _wanted(self, series: np.ndarray) -> np.ndarray:
         """Per point: is its metric included (decided once per series id)."""
@@ -260,6 +294,7 @@ class AnomalyDetector(StreamWorker):
             "decoder": state.decoder.snapshot(),
             "bank": state.bank.snapshot(),
             "excursions": state.tracker.snapshot(),
+            "services": state.services.snapshot(),
         }
 
     def restore_parts(self, parts: dict[str, bytes]) -> str:
@@ -279,7 +314,11 @@ class AnomalyDetector(StreamWorker):
         tracker.restore(parts["excursions"])
         newest = json.loads(parts["meta"]).get("newest")
         bank = self.bank_type.restore(parts["bank"])
-        state = _State(table, decoder, bank, tracker, -np.inf if newest is None else newest)
+        services = ServiceModels(self.config.services.max_services)
+        if "services" in parts:  # checkpoints before per-service detection have none
+            services.restore(parts["services"])
+        newest = -np.inf if newest is None else newest
+        state = _State(table, decoder, bank, tracker, services, newest)
         table.on_evict(self._forget)
         return state
 

@@ -7,6 +7,7 @@ from fnmatch import fnmatchcase
 
 from pydantic import Field, field_validator
 
+from analytics.series.workloads import DEFAULT_LATENCY_METRICS, DEFAULT_RATE_METRICS
 from analytics.stream.config import BUCKET_DESCRIPTION, CheckpointConfig, StreamStageConfig
 from keiko.store.config import Strict
 from keiko.units import Duration
@@ -33,6 +34,30 @@ class ScoreExportConfig(Strict):
         ge=0,
         description="A series stays shown this long after its last score at or above the "
         "threshold (by point time).",
+    )
+
+
+class ServicesConfig(Strict):
+    """Per-service multivariate detection (river HalfSpaceTrees over rate, errors, latency)."""
+
+    enabled: bool = Field(
+        default=True,
+        description="Also score each service's (rate, error ratio, p99 latency) vector; its "
+        "anomalies are events of the series 'keiko.service.red:hst' of the service.",
+    )
+    max_services: int = Field(
+        default=200,
+        gt=0,
+        description="Services modelled at most (about 300 KiB each); the least recently "
+        "seen is dropped.",
+    )
+    rate_metrics: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_RATE_METRICS),
+        description="Globs of the series that count a service's requests (summed).",
+    )
+    latency_metrics: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_LATENCY_METRICS),
+        description="Globs of a service's latency series in seconds (the highest is used).",
     )
 
 
@@ -83,6 +108,7 @@ class AnomalyConfig(StreamStageConfig):
     )
     checkpoint: AnomalyCheckpointConfig = Field(default_factory=AnomalyCheckpointConfig)
     score_export: ScoreExportConfig = Field(default_factory=ScoreExportConfig)
+    services: ServicesConfig = Field(default_factory=ServicesConfig)
 
     @field_validator("include", "exclude")
     @classmethod
