@@ -56,6 +56,7 @@ FIELDS = (
     # The range the series lives in, and the ranges its smoothed values live in.
     *(f"{kind}{scale}" for scale in range(RANGE_SCALES) for kind in ("smooth", "max", "min")),
     "hold",  # points left in the hold after a detection
+    "hold_u",  # the detection's u, fading: an alarm in the hold must beat it
     "onset",  # start time of the current excursion (NaN: none)
     # Per feature, its tail: a high quantile, the mean excess over it, and the mean
     # distance from it (the quantile's step size).
@@ -94,8 +95,11 @@ class Params:
     rarity_offset: float = 4.0  # e-folds beyond the quantile that make probability 1/2
     steepness: float = 2.0
     hold_points: int = 200
-    hold_trigger: float = 0.7  # u at which a hold starts
+    # u at which the detector counts itself as alarmed and starts a hold (probability
+    # 0.80 at steepness 2): the streaming threshold belongs near this probability.
+    hold_trigger: float = 0.7
     hold_penalty: float = 2.0
+    hold_fade: float = 0.9  # per point, of the detection's u that a point in the hold must beat
     onset_z: float = 2.0  # a point this surprising starts an excursion
     expected_width: float = 3.0  # expected range: prediction +- width x its error
 
@@ -213,14 +217,19 @@ def step(states: States, ids: np.ndarray, t: np.ndarray, x: np.ndarray) -> StepR
     rarity["z_season"] = np.where(seasonal, rarity["z_season"], -np.inf)
     u = np.maximum(novelty, np.max(np.stack(list(rarity.values())), axis=0) - p.rarity_offset)
 
-    hold = st[:, COL["hold"]]
-    u = np.where(hold > 0, u - p.hold_penalty, u)
+    # In the hold, a point must beat both the penalty and the (fading) detection that
+    # started it: the rest of a burst is not a new event.
+    hold, hold_u = st[:, COL["hold"]], st[:, COL["hold_u"]]
+    raw_u = u
+    u = np.where(hold > 0, np.minimum(u - p.hold_penalty, u - hold_u), u)
     logit = np.clip(p.steepness * u, -50.0, 50.0)  # no overflow in exp
     probability = np.where(n < p.warmup, 0.0, 1.0 / (1.0 + np.exp(-logit)))
     onset = _track_onset(st, t, z, z_avg, p)
 
     # Learn.
-    st[:, COL["hold"]] = np.where(u >= p.hold_trigger, p.hold_points, np.maximum(hold - 1, 0))
+    trigger = u >= p.hold_trigger
+    st[:, COL["hold"]] = np.where(trigger, p.hold_points, np.maximum(hold - 1, 0))
+    st[:, COL["hold_u"]] = np.where(trigger, raw_u, hold_u * p.hold_fade)
     for name, value in features.items():
         _learn_tail(p, st, n, name, value)
     for scale, value in enumerate(smoothed):
