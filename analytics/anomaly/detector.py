@@ -81,7 +81,7 @@ class Params:
     z_season_rate: float = 0.1
     seasonal_ratio: float = 0.5  # seasonal if its error < ratio x the slow level's error
     seasonal_min_points: int = 600
-    seasonality_rate: float = 0.002
+    seasonality_rate: float = 0.002  # rate of the slow "is it seasonal" average (~2 days)
     range_decay: float = 0.0001  # fraction of the range the max/min relax per point
     range_margin: float = 0.0625  # novelty 1: this fraction of the range beyond it
     smooth_rate: float = 0.1  # the smoothed values' rates (scale 1 and 2)
