@@ -7,7 +7,9 @@ against the Kubernetes HPA. Capacity rule: a replica serves one tenth of the ser
 percentile rate, so the busiest minutes need about 10 replicas at full load (15 at the 70%
 target utilisation) and the peak somewhat more.
 
-    .venv/bin/python benchmarks/scale_sim.py [--data /work/shared/data] [--json]
+    .venv/bin/python benchmarks/scale_sim.py [--data /work/shared/data] [--sim-only] [--json]
+
+The scaling comparison uses the defaults of ``SimConfig`` (those of ``keiko scale-sim``).
 """
 
 from __future__ import annotations
@@ -91,12 +93,12 @@ def capacity_for(values: np.ndarray) -> float:
     return float(np.nanpercentile(values, 99)) / 10.0
 
 
-def evaluate(path: Path, horizon_min: float) -> dict[str, object]:
-    """Forecast scores at 5/15/60 min and the scaling comparison for one series."""
+def evaluate(path: Path, forecast_scores: bool = True) -> dict[str, object]:
+    """Forecast scores at 5/15/60 min and the scaling comparison (default settings)."""
     series = read_series_csv(path)
     step = to_grid(series.times, series.values).step
     row: dict[str, object] = {"series": path.stem, "step_s": step, "rows": len(series)}
-    for minutes in (5, 15, 60):
+    for minutes in (5, 15, 60) if forecast_scores else ():
         h = max(1, round(minutes * 60 / step))
         if h * 4 >= len(series):
             row[f"mase_{minutes}m"] = row[f"cover_{minutes}m"] = None
@@ -104,9 +106,9 @@ def evaluate(path: Path, horizon_min: float) -> dict[str, object]:
         bt = backtest(series, h, ForecasterConfig())
         row[f"mase_{minutes}m"], row[f"cover_{minutes}m"] = bt.mase, bt.coverage
     cap = capacity_for(series.values)
-    config = SimConfig(capacity=cap, horizon_s=horizon_min * 60)
-    result = simulate(series.times, series.values, config)
+    result = simulate(series.times, series.values, SimConfig(capacity=cap))
     row.update(result.summary())
+    row["replica_h_ratio"] = result.pred_replica_h / result.hpa_replica_h
     return row
 
 
@@ -125,12 +127,12 @@ def main() -> int:
     )
     parser.add_argument("--data", type=Path, default=Path("/work/shared/data"))
     parser.add_argument(
-        "--horizon", type=float, default=5.0, help="scaling look-ahead after start-up (minutes)"
+        "--sim-only", action="store_true", help="skip the forecast scores (MASE, coverage)"
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     started = time.monotonic()
-    rows = [evaluate(p, args.horizon) for p in prepare(args.data)]
+    rows = [evaluate(p, not args.sim_only) for p in prepare(args.data)]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -148,6 +150,7 @@ def main() -> int:
         "under_ratio",
         "hpa_replica_h",
         "pred_replica_h",
+        "replica_h_ratio",
         "fallback_share",
         "peak_replicas_needed",
         "target_met",

@@ -3,12 +3,13 @@
 Feed it every observation of a workload's request rate (optionally with its current
 replicas and latency, from which capacity is learnt when not configured). Rates are
 averaged over fixed steps; when a step closes the forecaster learns it and an ``Advice``
-comes back: replicas for the forecast peak over [now + start-up, now + start-up + horizon]
-at the target utilisation plus headroom, never below what the current rate needs, scaled
-in only to the highest advice of the stabilisation window. While the forecast is not
-trusted (too little history, too few scored forecasts, an interval wider than
-``max_relative_width`` x the peak) the advice is the reactive size for the current rate,
-with ``mode="reactive"`` and the reason.
+comes back: replicas for the ``peak_quantile`` of the forecast peak over [now, now +
+start-up + horizon] (a pod removed now is back only a start-up later) at the predictive
+utilisation plus headroom, never below what the current rate needs at that utilisation,
+scaled in only to the highest advice of the stabilisation window (none by default). While
+the forecast is not trusted (too little history, too few scored forecasts, an interval
+wider than ``max_relative_width`` x the peak) the advice is the reactive size for the
+current rate at the target utilisation, with ``mode="reactive"`` and the reason.
 
 Export: ``AdvisorCollector`` serves ``keiko_scaling_desired_replicas{workload}``. A KEDA
 ``prometheus`` trigger with ``query: keiko_scaling_desired_replicas{workload="checkout"}``,
@@ -143,7 +144,9 @@ class ScalingAdvisor:
             decision = Decision(held, "reactive", cap_note, Peak(*(math.nan,) * 4))
         else:
             reactive = replicas_for(rate, capacity, s)
-            decision = decide(w.forecaster, now, reactive, capacity, s, now - w.first_time)
+            floor = replicas_for(rate, capacity, s, s.predictive_utilisation)
+            history = now - w.first_time
+            decision = decide(w.forecaster, now, reactive, capacity, s, history, floor=floor)
         stable = w.stabiliser.apply(now, w.replicas, decision.replicas)
         w.replicas = max(s.min_replicas, min(s.max_replicas, stable))
         reason = decision.reason + (f"; {cap_note}" if cap_note and capacity else "")

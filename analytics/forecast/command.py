@@ -36,10 +36,13 @@ no change within the 0.1 tolerance, starting pods counted as 0% when scaling up;
 down only to the highest recommendation of the last 300 s; scale up by at most max(100%,
 4 pods) per 15 s. Its metric is the demand per ready pod as it was --metrics-lag earlier
 (not saturated: the HPA sees the full overload). Pods serve only --startup after creation.
-Predictive: replicas for the --peak-quantile of the forecast peak over [now + startup,
-now + startup + horizon] at the same target utilisation, never below what the observed
-rate needs, scaled in after --stabilisation; while the forecast is untrusted (less than
---min-history, or interval wider than --max-width x the peak) it is the HPA itself.
+Predictive: every 15 s, replicas for the --peak-quantile of the forecast peak of the
+steps not seen yet up to now + startup + horizon (a pod removed now is back only a
+start-up later) at --utilisation (hotter than the HPA's target: the forecast is ahead of
+the load), never below what the observed rate needs at that utilisation (a burst the
+forecast missed is met as fast as the HPA meets it), scaled in after --stabilisation
+(none by default); while the forecast is untrusted (less than --min-history, or an
+interval wider than --max-width x max(peak, one pod's share)) it is the HPA itself.
 A 15 s instant is under-provisioned when the demand exceeds ready pods x capacity;
 under-provisioned minutes = such instants x 15 s / 60. Replica-hours count every pod,
 starting or ready, every 15 s. Target: predictive under-provisioned minutes at most half
@@ -85,16 +88,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sim.add_argument(
         "--horizon",
         type=_duration,
-        default=300.0,
+        default=15.0,
         metavar="DUR",
-        help="look-ahead after start-up (default 5m)",
+        help="look-ahead after start-up (default 15s: one sync, the plan is remade every sync)",
     )
     sim.add_argument(
         "--target-utilisation",
         type=_fraction,
         default=0.7,
         metavar="U",
-        help="HPA target, shared (default 0.7)",
+        help="HPA target, also the predictive policy's while untrusted (default 0.7)",
+    )
+    sim.add_argument(
+        "--utilisation",
+        type=_fraction,
+        default=0.9,
+        metavar="U",
+        help="predictive policy's planned utilisation while trusted (default 0.9)",
     )
     sim.add_argument(
         "--startup",
@@ -113,16 +123,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sim.add_argument(
         "--stabilisation",
         type=_duration,
-        default=60.0,
+        default=0.0,
         metavar="DUR",
-        help="predictive scale-in window (default 60s)",
+        help="predictive scale-in window (default 0s)",
     )
     sim.add_argument(
         "--peak-quantile",
         type=_fraction,
-        default=0.5,
+        default=0.9,
         metavar="Q",
-        help="quantile of the peak sized for (default 0.5)",
+        help="quantile of the peak sized for (default 0.9)",
     )
     sim.add_argument(
         "--min-history",
@@ -265,6 +275,7 @@ def run_scale_sim(args: argparse.Namespace) -> int:
     config = SimConfig(
         capacity=args.capacity,
         horizon_s=args.horizon,
+        utilisation=args.utilisation,
         hpa=hpa,
         scale_in_stabilisation_s=args.stabilisation,
         peak_quantile=args.peak_quantile,

@@ -62,7 +62,14 @@ class WorkloadScaling(Strict):
         default=0.7,
         gt=0,
         le=1,
-        description="Fraction of capacity to plan for (as the HPA's target).",
+        description="Fraction of capacity to plan for while reactive (as the HPA's target).",
+    )
+    predictive_utilisation: float = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description="Fraction of capacity to plan for while the forecast is trusted: it is "
+        "ahead of the load, so it can run hotter than the reactive target.",
     )
     headroom: float = Field(
         default=0.0, ge=0, description="Extra fraction on top of the forecast peak."
@@ -73,26 +80,42 @@ class WorkloadScaling(Strict):
         lt=1,
         description="Size for this quantile of the forecast peak (from past peak errors).",
     )
+    peak_errors: int = Field(
+        default=120,
+        ge=20,
+        le=1024,
+        description="Recent peak forecast errors the quantile is taken over (a few hours at "
+        "1-minute steps: short enough to follow quiet and busy spells).",
+    )
     horizon_s: float = Field(
-        default=600.0, gt=0, description="Look-ahead after the start-up delay (s)."
+        default=60.0,
+        gt=0,
+        description="Look-ahead after the start-up delay (s): the plan covers "
+        "[now, now + startup + horizon]. The time to the next advice (one step) is enough: "
+        "every advice plans again, and a longer look-ahead only holds pods for later peaks.",
     )
     startup_s: float = Field(
         default=60.0, ge=0, description="Time for a new pod to become ready (s)."
     )
     scale_in_stabilisation_s: float = Field(
-        default=300.0,
+        default=0.0,
         ge=0,
-        description="Scale in only to the highest recommendation of this window (s).",
+        description="Scale in only to the highest recommendation of this window (s). The plan "
+        "already covers the start-up a removed pod would need to come back, so none is needed.",
     )
     min_replicas: int = Field(default=1, ge=0, description="Lower bound on the advice.")
     max_replicas: int = Field(default=100, ge=1, description="Upper bound on the advice.")
     max_relative_width: float = Field(
-        default=1.0,
+        default=5.0,
         gt=0,
-        description="Trust the forecast only while (upper - lower) / peak is at most this.",
+        description="Trust the forecast only while (upper - lower) / max(peak, one replica's "
+        "rate at the target utilisation) is at most this.",
     )
     min_history_s: float = Field(
-        default=3600.0, ge=0, description="Trust the forecast only after this much history (s)."
+        default=3600.0,
+        ge=0,
+        description="Trust the forecast only after this much history (s); `keiko scale-sim` "
+        "trusts it after 15 minutes.",
     )
     latency_objective_s: float | None = Field(
         default=None,

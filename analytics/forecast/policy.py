@@ -1,11 +1,13 @@
 """Predictive scaling: the forecast peak over the pods' useful future, and replicas for it.
 
-New pods help only once ready, so what matters at ``now`` is the peak demand over
-``[now + startup, now + startup + horizon]``. ``PeakForecaster`` forecasts that peak after
-every step and keeps the residuals of its past peak forecasts (actual window maximum minus
-forecast), so its interval is calibrated for the peak itself. ``decide`` sizes replicas for
-the upper bound when the forecast is trustworthy, never below what the current rate needs,
-and otherwise falls back to the reactive size and says why.
+New pods help only once ready and a pod removed now is back only a start-up later, so
+what matters at ``now`` is the peak demand over ``[now, now + startup + horizon]``.
+``PeakForecaster`` forecasts that peak after every step and keeps the residuals of its
+past peak forecasts (actual window maximum minus forecast), so its quantiles are
+calibrated for the peak itself. ``decide`` sizes replicas for the ``peak_quantile`` of the
+peak at the predictive utilisation (hotter than the reactive target: the forecast is
+ahead of the load) when the forecast is trustworthy, never below what the current rate
+needs, and otherwise falls back to the reactive size and says why.
 """
 
 from __future__ import annotations
@@ -36,13 +38,15 @@ class PeakForecaster:
 
     def __init__(self, config: ForecasterConfig, scaling: WorkloadScaling) -> None:
         step = config.step_s
-        self.first = max(1, math.ceil(scaling.startup_s / step))
-        self.last = self.first + max(1, math.ceil(scaling.horizon_s / step)) - 1
+        # the plan covers [now, now + startup + horizon]: a pod removed now is back only
+        # a start-up later, so the steps before the start-up count as much as those after
+        self.first = 1
+        self.last = max(1, math.ceil((scaling.startup_s + scaling.horizon_s) / step))
         self.model = Forecaster(config, self.last)
         self.coverage = config.coverage
         self.recent = Ring(self.last - self.first + 1)  # actual values of the latest window
         self.predicted = np.full(self.last + 1, math.nan)  # peak forecast by the slot it ends on
-        self.residuals = ResidualQuantiles(config.coverage, config.residual_window)
+        self.residuals = ResidualQuantiles(config.coverage, scaling.peak_errors)
         self.learnt = 0
 
     @property
@@ -112,11 +116,14 @@ class Decision:
     peak: Peak
 
 
-def replicas_for(rate: float, capacity: float, scaling: WorkloadScaling) -> int:
-    """Replicas that serve ``rate`` at the target utilisation with the headroom."""
+def replicas_for(
+    rate: float, capacity: float, scaling: WorkloadScaling, utilisation: float | None = None
+) -> int:
+    """Replicas that serve ``rate`` at ``utilisation`` (default: the target) with headroom."""
     if not math.isfinite(rate) or rate <= 0:
         return scaling.min_replicas
-    need = rate * (1.0 + scaling.headroom) / (capacity * scaling.target_utilisation)
+    util = scaling.target_utilisation if utilisation is None else utilisation
+    need = rate * (1.0 + scaling.headroom) / (capacity * util)
     return math.ceil(need - 1e-9)
 
 
@@ -127,30 +134,41 @@ def decide(
     capacity: float,
     scaling: WorkloadScaling,
     history_s: float,
+    window: tuple[float, float] | None = None,
+    floor: int | None = None,
 ) -> Decision:
     """Predictive replicas when the forecast is trusted, else ``reactive`` (and why).
 
     ``reactive`` is what the reactive signal asks for now (e.g. ``replicas_for`` the current
-    rate, or the HPA's own recommendation); the predictive size is never below it.
+    rate, or the HPA's own recommendation). ``floor`` (default ``reactive``) is the least
+    a trusted forecast may ask for: what the rate seen now needs at the predictive
+    utilisation, so a missed burst is met at once. ``window``: the start times of the
+    first and last steps to plan for (default ``[now, now + startup + horizon]``).
     """
-    start = now + scaling.startup_s
-    peak = forecaster.peak(start, start + scaling.horizon_s, scaling.peak_quantile)
-    why_not = _distrust(forecaster, peak, scaling, history_s)
+    floor = reactive if floor is None else floor
+    start, end = window or (now, now + scaling.startup_s + scaling.horizon_s)
+    peak = forecaster.peak(start, end, scaling.peak_quantile)
+    why_not = _distrust(forecaster, peak, scaling, history_s, capacity)
     if why_not:
         return Decision(reactive, "reactive", why_not, peak)
-    predictive = replicas_for(peak.sized, capacity, scaling)
+    predictive = replicas_for(peak.sized, capacity, scaling, scaling.predictive_utilisation)
     reason = (
         f"forecast peak {peak.point:.4g} (interval {peak.lower:.4g}..{peak.upper:.4g}, "
-        f"sized for {peak.sized:.4g}) over the next "
-        f"{scaling.horizon_s:.0f} s after a {scaling.startup_s:.0f} s start-up"
+        f"sized for {peak.sized:.4g} at {100 * scaling.predictive_utilisation:.0f}% "
+        f"utilisation) until {scaling.startup_s:.0f} s start-up + "
+        f"{scaling.horizon_s:.0f} s from now"
     )
-    if reactive > predictive:
-        reason += f"; the reactive signal asks for more ({reactive})"
-    return Decision(max(predictive, reactive), "predictive", reason, peak)
+    if floor > predictive:
+        reason += f"; the rate seen now asks for more ({floor})"
+    return Decision(max(predictive, floor), "predictive", reason, peak)
 
 
 def _distrust(
-    forecaster: PeakForecaster, peak: Peak, scaling: WorkloadScaling, history_s: float
+    forecaster: PeakForecaster,
+    peak: Peak,
+    scaling: WorkloadScaling,
+    history_s: float,
+    capacity: float,
 ) -> str:
     if history_s < scaling.min_history_s:
         return (
@@ -159,7 +177,8 @@ def _distrust(
         )
     if not forecaster.residuals.ready:
         return "reactive: too few scored peak forecasts yet to size an interval"
-    width = (peak.upper - peak.lower) / max(peak.point, 1e-12)
+    # relative to one replica's share at least: near-zero peaks make any width look huge
+    width = (peak.upper - peak.lower) / max(peak.point, capacity * scaling.target_utilisation)
     if not math.isfinite(width) or width > scaling.max_relative_width:
         return (
             f"reactive: the forecast is uncertain (interval {peak.lower:.4g}..{peak.upper:.4g} "

@@ -5,9 +5,14 @@ step's value. At every sync each controller may scale, then the instant is score
 under-provisioned when the demand exceeds ready pods x capacity per pod. Under-provisioned
 minutes = (under-provisioned instants) x 15 s / 60. Replica-hours = provisioned pods
 (starting or ready) x 15 s / 3600, summed. Both controllers see the demand as it was
-``metrics_lag_s`` earlier; the forecaster learns a step only once the step is over and
-that lag has passed. Both share the target utilisation, the start-up delay and the HPA's
-scale-up rate limits; the predictive one scales in after its own stabilisation window.
+``metrics_lag_s`` earlier; as the demand is constant within a step, the rate seen is that
+step's rate and the forecaster learns it then. Both share the start-up delay and the HPA's
+scale-up rate limits. The predictive controller plans, every sync, for the steps not seen
+yet up to now + start-up + horizon (the pods it keeps or creates now must cover them, as
+a pod removed now is back only a start-up later): the ``peak_quantile`` of their forecast
+peak at ``utilisation``, never below what the rate seen needs at that utilisation (so a
+burst the forecast missed is met as fast as the HPA meets it); it scales in after its own
+window (none by default). While the forecast is untrusted it is the HPA itself.
 """
 
 from __future__ import annotations
@@ -30,21 +35,34 @@ class SimConfig(Strict):
 
     capacity: float = Field(gt=0, description="Rate one ready pod serves (units of the series).")
     horizon_s: float = Field(
-        default=300.0, gt=0, description="Predictive look-ahead after start-up (s)."
+        default=15.0,
+        gt=0,
+        description="Predictive look-ahead after start-up (s); one sync is enough, as the plan "
+        "is made again every sync.",
     )
     hpa: HpaConfig = Field(default_factory=HpaConfig, description="The HPA (and pod start-up).")
     scale_in_stabilisation_s: float = Field(
-        default=60.0, ge=0, description="Predictive policy's scale-in window (s)."
+        default=0.0, ge=0, description="Predictive policy's scale-in window (s)."
     )
     headroom: float = Field(default=0.0, ge=0, description="Predictive policy's extra fraction.")
+    utilisation: float = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description="Predictive policy's planned utilisation while the forecast is trusted "
+        "(also of its floor: the rate seen now).",
+    )
     min_history_s: float = Field(
         default=900.0, ge=0, description="History before trusting forecasts (s)."
     )
     max_relative_width: float = Field(
-        default=5.0, gt=0, description="Widest trusted interval / peak."
+        default=5.0, gt=0, description="Widest trusted interval / max(peak, one pod's share)."
     )
     peak_quantile: float = Field(
-        default=0.5, gt=0, lt=1, description="Quantile of the forecast peak sized for."
+        default=0.9, gt=0, lt=1, description="Quantile of the forecast peak sized for."
+    )
+    peak_errors: int = Field(
+        default=120, ge=20, le=1024, description="Recent peak errors the quantile is taken over."
     )
     forecaster: ForecasterConfig = Field(
         default_factory=ForecasterConfig, description="Forecaster."
@@ -55,6 +73,7 @@ class SimConfig(Strict):
         return WorkloadScaling(
             capacity_per_replica=self.capacity,
             target_utilisation=self.hpa.target_utilisation,
+            predictive_utilisation=self.utilisation,
             headroom=self.headroom,
             horizon_s=self.horizon_s,
             startup_s=self.hpa.startup_s,
@@ -64,6 +83,7 @@ class SimConfig(Strict):
             max_relative_width=self.max_relative_width,
             min_history_s=self.min_history_s,
             peak_quantile=self.peak_quantile,
+            peak_errors=self.peak_errors,
         )
 
 
@@ -122,27 +142,35 @@ def simulate(times: np.ndarray, values: np.ndarray, config: SimConfig) -> SimRes
     hpa, pred = _Controller(first, start), _Controller(first, start)
     hpa_ctl, pred_ctl = Hpa(hpa_c), Hpa(hpa_c)
     forecaster = PeakForecaster(config.forecaster.model_copy(update={"step_s": step}), scaling)
-    learnt, fallback, decided_at = 0, 0, -1
+    learnt, fallback, decided_at = 0, 0, (-1, -1)
     decision = None
     ticks = np.arange(start, start + len(demand) * step, hpa_c.sync_s)
     for now in ticks:
         seen = now - hpa_c.metrics_lag_s
         observed = float(demand[_index(seen, start, step, len(demand))])
-        while learnt < len(demand) and start + (learnt + 1) * step <= seen:
+        # the demand is constant within a step: the rate seen is that step's rate, learnt
+        # at once (as the HPA acts on it at once)
+        while learnt < len(demand) and start + learnt * step <= seen:
             forecaster.learn(start + learnt * step, float(grid.values[learnt]))
             learnt += 1
         hpa_ctl.sync(now, hpa.pods, observed, cap)
         reactive = pred_ctl.desired(now, pred.pods, observed, cap)
-        if decision is None or decided_at != learnt:  # the forecast changes only per step
-            decision, decided_at = decide(forecaster, now, 0, cap, scaling, learnt * step), learnt
+        # the steps not seen yet that a pod created now (or not removed now) must cover
+        unseen, end = start + learnt * step, now + hpa_c.startup_s + scaling.horizon_s
+        ahead = max(0, math.ceil((end - unseen) / step))
+        if decision is None or decided_at != (learnt, ahead):  # changes only with these
+            window = (unseen, unseen + (max(ahead, 1) - 1) * step)
+            decision = decide(forecaster, now, 0, cap, scaling, learnt * step, window)
+            decided_at = (learnt, ahead)
         fallback += decision.mode == "reactive"
-        # trusted: the forecast, never below what the observed rate needs right now
-        floor = replicas_for(observed, cap, scaling)
-        want = reactive if decision.mode == "reactive" else max(decision.replicas, floor)
+        # trusted: the forecast of the steps ahead, never below what the rate seen needs
+        floor = replicas_for(observed, cap, scaling, scaling.predictive_utilisation)
+        planned = decision.replicas if ahead else 0
+        want = reactive if decision.mode == "reactive" else max(planned, floor)
         current = pred.pods.total()
         # in fallback it is the HPA: its own scale-down window too
-        window = None if decision.mode == "reactive" else scaling.scale_in_stabilisation_s
-        new = pred_ctl.normalise(now, current, want, window)
+        down_s = None if decision.mode == "reactive" else scaling.scale_in_stabilisation_s
+        new = pred_ctl.normalise(now, current, want, down_s)
         pred_ctl.record(now, current, new)
         pred.pods.scale_to(new, now, hpa_c.startup_s)
         d = float(demand[_index(now, start, step, len(demand))])

@@ -27,12 +27,33 @@ def test_predictive_halves_under_provisioning_on_daily_ramps() -> None:
     assert result.fallback_share < 0.05
 
 
-def test_constant_demand_is_never_under_provisioned_and_costs_the_same() -> None:
+def test_at_the_hpa_defaults_predictive_runs_hotter_on_daily_ramps() -> None:
+    times, values = daily_ramps(days=5, step=300.0)
+    result = simulate(times, values, SimConfig(capacity=100.0))
+    # the HPA's 70% target absorbs these ramps; predictive plans for 90% of the forecast
+    assert result.pred_under_min <= result.hpa_under_min
+    assert result.pred_replica_h <= 0.9 * result.hpa_replica_h
+
+
+def test_constant_demand_is_never_under_provisioned_and_trusted_runs_hotter() -> None:
     times = 1_700_000_000 + np.arange(240) * 60.0
     result = simulate(times, np.full(240, 350.0), SimConfig(capacity=100.0))
-    # ceil(350 / (100 x 0.7)) = 5 pods from the start, all ready, for 4 h
+    # HPA: ceil(350 / (100 x 0.7)) = 5 pods for 4 h; predictive starts there and, once the
+    # forecast is trusted (15 min of history, 20 scored peaks), runs ceil(350 / 90) = 4
     assert result.hpa_under_min == result.pred_under_min == 0
-    assert result.hpa_replica_h == result.pred_replica_h == 5 * 4
+    assert result.hpa_replica_h == 5 * 4
+    assert 4 * 4 < result.pred_replica_h < 4 * 4 + 0.5
+
+
+def test_a_burst_the_forecast_missed_is_met_as_fast_as_the_hpa_meets_it() -> None:
+    rng = np.random.default_rng(2)
+    values = 300 + 10 * rng.standard_normal(600)
+    values[400:] += 700  # no forecast sees this coming
+    times = 1_700_000_000 + np.arange(600) * 60.0
+    result = simulate(times, values, SimConfig(capacity=100.0))
+    assert result.fallback_share < 0.1  # trusted when the burst comes
+    assert 0 < result.pred_under_min <= result.hpa_under_min <= 2.0
+    assert result.pred_replica_h < result.hpa_replica_h
 
 
 def test_under_provisioned_minutes_count_15_s_instants() -> None:
