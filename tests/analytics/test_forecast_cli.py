@@ -77,6 +77,14 @@ def test_scale_sim_json_and_text(tmp_path: Path) -> None:
     assert result["duration_h"] == 72.0
     text = keiko("scale-sim", str(src), "--capacity", "30", "--horizon", "10m", "--startup", "2m")
     assert text.returncode == 0 and "under-provisioned" in text.stdout and "HPA" in text.stdout
+    # running the predictive policy cooler costs it replica-hours; the HPA is unchanged
+    cool = keiko("scale-sim", str(src), "--capacity", "30", "--utilisation", "0.6", "--json")
+    assert cool.returncode == 0, cool.stderr
+    cooler = json.loads(cool.stdout)
+    assert cooler["hpa_replica_h"] == result["hpa_replica_h"]
+    assert cooler["pred_replica_h"] > result["pred_replica_h"]
+    bad = keiko("scale-sim", str(src), "--capacity", "30", "--utilisation", "1.5")
+    assert bad.returncode == 2 and "--utilisation" in bad.stderr
 
 
 def test_help_defines_under_provisioned_minutes() -> None:
