@@ -140,10 +140,12 @@ def decide(
     """Predictive replicas when the forecast is trusted, else ``reactive`` (and why).
 
     ``reactive`` is what the reactive signal asks for now (e.g. ``replicas_for`` the current
-    rate, or the HPA's own recommendation). ``floor`` (default ``reactive``) is the least
-    a trusted forecast may ask for: what the rate seen now needs at the predictive
-    utilisation, so a missed burst is met at once. ``window``: the start times of the
-    first and last steps to plan for (default ``[now, now + startup + horizon]``).
+    rate, or the HPA's own recommendation). ``floor`` (default ``reactive``) is what the
+    rate seen now needs at the predictive utilisation; when it exceeds the forecast's size
+    the forecast is behind the load and the advice is ``max(floor, reactive)``, so a
+    missed burst is met at once and as amply as the reactive policy meets it.
+    ``window``: the start times of the first and last steps to plan for (default
+    ``[now, now + startup + horizon]``).
     """
     floor = reactive if floor is None else floor
     start, end = window or (now, now + scaling.startup_s + scaling.horizon_s)
@@ -159,8 +161,12 @@ def decide(
         f"{scaling.horizon_s:.0f} s from now"
     )
     if floor > predictive:
-        reason += f"; the rate seen now asks for more ({floor})"
-    return Decision(max(predictive, floor), "predictive", reason, peak)
+        # the forecast is behind the load (a burst it missed): size the rate seen as the
+        # reactive policy would, so a miss is met at least as amply as the HPA meets it
+        wanted = max(floor, reactive)
+        reason += f"; the rate seen is above the forecast and asks for more ({wanted})"
+        return Decision(wanted, "predictive", reason, peak)
+    return Decision(predictive, "predictive", reason, peak)
 
 
 def _distrust(

@@ -10,8 +10,9 @@ step's rate and the forecaster learns it then. Both share the start-up delay and
 scale-up rate limits. The predictive controller plans, every sync, for the steps not seen
 yet up to now + start-up + horizon (the pods it keeps or creates now must cover them, as
 a pod removed now is back only a start-up later): the ``peak_quantile`` of their forecast
-peak at ``utilisation``, never below what the rate seen needs at that utilisation (so a
-burst the forecast missed is met as fast as the HPA meets it); it scales in after its own
+peak at ``utilisation``, never below what the rate seen needs at that utilisation, or at
+the HPA's target when the rate seen needs more than the forecast (a burst the forecast
+missed is met as fast and as amply as the HPA meets it); it scales in after its own
 window (none by default). While the forecast is untrusted it is the HPA itself.
 """
 
@@ -163,9 +164,13 @@ def simulate(times: np.ndarray, values: np.ndarray, config: SimConfig) -> SimRes
             decision = decide(forecaster, now, 0, cap, scaling, learnt * step, window)
             decided_at = (learnt, ahead)
         fallback += decision.mode == "reactive"
-        # trusted: the forecast of the steps ahead, never below what the rate seen needs
+        # trusted: the forecast of the steps ahead, never below what the rate seen needs;
+        # when that is more than the forecast, the forecast is behind (a burst it missed):
+        # then the rate seen is sized at the HPA's target, as the HPA would size it
         floor = replicas_for(observed, cap, scaling, scaling.predictive_utilisation)
         planned = decision.replicas if ahead else 0
+        if ahead and floor > planned:
+            floor = replicas_for(observed, cap, scaling)
         want = reactive if decision.mode == "reactive" else max(planned, floor)
         current = pred.pods.total()
         # in fallback it is the HPA: its own scale-down window too

@@ -51,3 +51,18 @@ def test_the_plan_covers_the_start_up_from_now() -> None:
     forecaster = PeakForecaster(ForecasterConfig(step_s=STEP), scaling)
     # peaks of steps 1..3 ahead: a pod removed now is back only after the 120 s start-up
     assert (forecaster.first, forecaster.last) == (1, 3)
+
+
+def test_a_rate_above_the_forecast_is_sized_at_the_reactive_target() -> None:
+    rng = np.random.default_rng(5)
+    scaling = WorkloadScaling(capacity_per_replica=100.0)
+    forecaster = learnt(100 + 2 * rng.standard_normal(300), scaling)
+    now = 300 * STEP
+    # a burst to 450 the forecast (~100, 2 pods) did not see: 5 pods at 90% would do, but
+    # while the forecast is behind, the rate seen gets the reactive 70% target: 7 pods
+    decision = decide(forecaster, now, 7, 100.0, scaling, history_s=now, floor=5)
+    assert decision.mode == "predictive"
+    assert decision.replicas == 7 and "above the forecast" in decision.reason
+    # within the forecast, the floor alone (at 90%) applies
+    calm = decide(forecaster, now, 2, 100.0, scaling, history_s=now, floor=1)
+    assert calm.replicas == 2 and "above the forecast" not in calm.reason
