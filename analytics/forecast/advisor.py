@@ -15,7 +15,11 @@ Export: ``AdvisorCollector`` serves ``keiko_scaling_desired_replicas{workload}``
 ``prometheus`` trigger with ``query: keiko_scaling_desired_replicas{workload="checkout"}``,
 ``threshold: "1"`` (metricType AverageValue) makes the HPA run exactly that many replicas;
 an HPA ``External`` metric through prometheus-adapter with ``target.averageValue: 1`` does
-the same. Each ``Advice.as_event()`` is the event to write to the store.
+the same. That HPA keeps its default 300 s scale-down stabilisation unless told otherwise;
+the advice already covers the start-up a removed pod would need, so set
+``behavior.scaleDown.stabilizationWindowSeconds: 0`` (KEDA:
+``advanced.horizontalPodAutoscalerConfig.behavior``) or the replica-hours saved by
+scaling in promptly are lost. Each ``Advice.as_event()`` is the event to write to the store.
 """
 
 from __future__ import annotations
