@@ -9,9 +9,10 @@ threshold serves them all:
 
 * **range novelty**: the value, or one of its exponential averages (a fast and a slow
   one), leaves the range it has recently lived in (a max and a min that follow new
-  extremes at once and relax slowly towards the value), by a fraction of that range.
-  Level shifts, spikes beyond the usual peaks, drops to zero; the averages catch shifts
-  and drifts that hide in the noise.
+  extremes at once and relax slowly towards the value, widened by a fraction of a step
+  of the series' noise), by a fraction of that range. Level shifts, spikes beyond the
+  usual peaks, drops to zero; the averages catch shifts and drifts that hide in the
+  noise.
 * **surprise**: the smallest normalised prediction error over three predictors (a fast
   and a slow exponentially weighted level, and a time-of-day profile), in log2 units. A
   point is surprising only if *every* predictor is surprised, so a daily pattern or a
@@ -82,8 +83,12 @@ class Params:
     seasonal_ratio: float = 0.5  # seasonal if its error < ratio x the slow level's error
     seasonal_min_points: int = 600
     seasonality_rate: float = 0.002  # rate of the slow "is it seasonal" average (~2 days)
-    range_decay: float = 0.0001  # fraction of the range the max/min relax per point
-    range_margin: float = 0.0625  # novelty 1: this fraction of the range beyond it
+    range_decay: float = 0.00006  # fraction of the range the max/min relax per point
+    range_margin: float = 0.05  # novelty 1: this fraction of the range beyond it
+    # The range is widened by this many of the value's typical steps (the fast level's
+    # error; shrunk for the smoothed values), so a noisy series that wanders a step past
+    # its old extremes is not news.
+    range_noise: float = 0.15
     smooth_rate: float = 0.1  # the smoothed values' rates (scale 1 and 2)
     slow_smooth_rate: float = 0.03
     relative_floor: float = 1e-3  # scale floor relative to the level (flat series)
@@ -96,8 +101,8 @@ class Params:
     steepness: float = 2.0
     hold_points: int = 200
     # u at which the detector counts itself as alarmed and starts a hold (probability
-    # 0.80 at steepness 2): the streaming threshold belongs near this probability.
-    hold_trigger: float = 0.7
+    # 0.73 at steepness 2): the streaming threshold belongs near this probability.
+    hold_trigger: float = 0.5
     hold_penalty: float = 2.0
     hold_fade: float = 0.9  # per point, of the detection's u that a point in the hold must beat
     onset_z: float = 2.0  # a point this surprising starts an excursion
@@ -208,7 +213,7 @@ def step(states: States, ids: np.ndarray, t: np.ndarray, x: np.ndarray) -> StepR
     better = err_season < p.seasonal_ratio * err_slow
     st[:, COL["seasonality"]] = seasonality + (better - seasonality) * p.seasonality_rate
     seasonal = (seasonality > 0.5) & (n > p.seasonal_min_points)
-    novelty, smoothed = _range_novelty(p, st, x, floor)
+    novelty, smoothed = _range_novelty(p, st, x, floor, err_fast)
     features = {
         "z": log_z,
         "z_season": np.log2(z_season_avg + p.surprise_offset),
@@ -266,10 +271,12 @@ def step(states: States, ids: np.ndarray, t: np.ndarray, x: np.ndarray) -> StepR
 
 
 def _range_novelty(
-    p: Params, st: np.ndarray, x: np.ndarray, floor: np.ndarray
+    p: Params, st: np.ndarray, x: np.ndarray, floor: np.ndarray, noise: np.ndarray
 ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """How far the value, or a smoothed value, leaves its recent range, in units of
-    ``range_margin`` x the range (the largest over scales); and the smoothed values."""
+    """How far the value, or a smoothed value, leaves its recent range (widened by
+    ``range_noise`` x the noise at that scale), in units of ``range_margin`` x the range
+    (the largest over scales); and the smoothed values. The noise of an exponential
+    average of rate ``a`` is ``sqrt(a / (2 - a))`` of the value's."""
     novelty = np.full(len(x), -np.inf)
     smoothed = []
     for scale, rate in enumerate((1.0, p.smooth_rate, p.slow_smooth_rate)):
@@ -277,7 +284,8 @@ def _range_novelty(
         value = value + (x - value) * rate
         top, bottom = st[:, COL[f"max{scale}"]], st[:, COL[f"min{scale}"]]
         width = np.maximum(top - bottom, floor)
-        outside = np.maximum(value - top, bottom - value) / width
+        slack = p.range_noise * noise * np.sqrt(rate / (2 - rate))
+        outside = (np.maximum(value - top, bottom - value) - slack) / width
         novelty = np.maximum(novelty, outside / p.range_margin)
         smoothed.append(value)
     return novelty, smoothed
