@@ -103,7 +103,7 @@ class Params:
     # u at which the detector counts itself as alarmed and starts a hold (probability
     # 0.73 at steepness 2): the streaming threshold belongs near this probability.
     hold_trigger: float = 0.5
-    hold_penalty: float = 2.0
+    hold_penalty: float = 3.0  # u a point in the hold loses (the burst after a detection)
     hold_fade: float = 0.9  # per point, of the detection's u that a point in the hold must beat
     onset_z: float = 2.0  # a point this surprising starts an excursion
     expected_width: float = 3.0  # expected range: prediction +- width x its error
