@@ -26,6 +26,7 @@ from analytics.series.workloads import Observation
 
 METRIC = "keiko.service.red:hst"
 WINDOW = 250  # observations per HalfSpaceTrees window
+SMOOTHING = 0.4  # weight of the newest raw score in the score reported
 _FORMAT = 1
 
 
@@ -51,10 +52,12 @@ class ServiceModel:
         self.scaler = preprocessing.StandardScaler()
         self.trees = anomaly.HalfSpaceTrees(n_trees=10, height=6, window_size=WINDOW, seed=seed)
         self.learnt = 0
+        self.smoothed = 0.0
 
     def score_learn(self, x: dict[str, float]) -> float | None:
-        """The raw score of ``x`` (0: typical .. 1: isolated), then learn it; None while the
-        trees fill their first window (they have no reference mass yet and say 0)."""
+        """The score of ``x`` (0: typical .. 1: isolated; averaged over the last few
+        vectors), then learn it; None while the trees fill their first window (they have
+        no reference mass yet and say 0)."""
         z = self.scaler.transform_one(x)
         squashed = {
             k: 1.0 / (1.0 + math.exp(-max(min(v / 3.0, 50.0), -50.0))) for k, v in z.items()
@@ -63,7 +66,10 @@ class ServiceModel:
         self.trees.learn_one(squashed)
         self.scaler.learn_one(x)
         self.learnt += 1
-        return raw if self.learnt > WINDOW else None
+        # A single isolated vector is common (a burst of errors in one interval); a service
+        # whose vector stays unusual is what this detector is for.
+        self.smoothed += SMOOTHING * (raw - self.smoothed)
+        return self.smoothed if self.learnt > WINDOW else None
 
 
 class ServiceModels:

@@ -111,5 +111,5 @@ def test_config_errors_name_the_key(given: dict[str, object], says: str) -> None
 
 def test_config_defaults() -> None:
     c = AnomalyConfig.model_validate({"checkpoint": {"interval": "30s"}, "cooldown": "5m"})
-    assert c.enabled and c.threshold == 0.99 and c.max_series == 100_000
+    assert c.enabled and c.threshold == 0.79 and c.max_series == 100_000
     assert c.checkpoint.interval == 30 and c.cooldown == 300 and math.isfinite(c.idle_expiry)
