@@ -47,6 +47,4 @@ class PointBatch:
     @staticmethod
     def empty() -> PointBatch:
         """A batch with no points."""
-        return PointBatch(
-            np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.float64)
-        )
+        return PointBatch(np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.float64))
