@@ -51,7 +51,6 @@ FIELDS = (
     "err_fast",  # mean absolute error of each predictor
     "err_slow",
     "err_season",
-    "z_avg",  # short-term average log2 surprise (for the onset)
     "z_season_avg",  # short-term average of the seasonal predictor's error
     "seasonality",  # slow average of "the profile predicts better than the level"
     # The range the series lives in, and the ranges its smoothed values live in.
@@ -78,7 +77,6 @@ class Params:
     season_rate: float = 0.1
     season_bin_weight: float = 0.25  # per-bin error vs the series-wide error
     surprise_offset: float = 0.1  # log2(z + offset): z near 0 is not "very unsurprising"
-    z_avg_rate: float = 0.032
     z_season_rate: float = 0.1
     seasonal_ratio: float = 0.5  # seasonal if its error < ratio x the slow level's error
     seasonal_min_points: int = 600
@@ -205,7 +203,6 @@ def step(states: States, ids: np.ndarray, t: np.ndarray, x: np.ndarray) -> StepR
     )
 
     log_z = np.log2(z + p.surprise_offset)
-    z_avg = st[:, COL["z_avg"]] + (log_z - st[:, COL["z_avg"]]) * p.z_avg_rate
     z_season_avg = st[:, COL["z_season_avg"]]
     z_season_avg = z_season_avg + (z_season - z_season_avg) * p.z_season_rate
     # Judged over days, not from the recent errors: an anomaly that breaks the daily
@@ -230,7 +227,7 @@ def step(states: States, ids: np.ndarray, t: np.ndarray, x: np.ndarray) -> StepR
     u = np.where(hold > 0, np.minimum(u - p.hold_penalty, u - hold_u), u)
     logit = np.clip(p.steepness * u, -50.0, 50.0)  # no overflow in exp
     probability = np.where(n < p.warmup, 0.0, 1.0 / (1.0 + np.exp(-logit)))
-    onset = _track_onset(st, t, z, z_avg, p)
+    onset = _track_onset(st, t, np.minimum(z_slow, z_season), p)
 
     # Learn.
     trigger = u >= p.hold_trigger
@@ -263,7 +260,6 @@ def step(states: States, ids: np.ndarray, t: np.ndarray, x: np.ndarray) -> StepR
     states.season_err[ids, bins] = np.where(
         seen, bin_err + (season_abs - bin_err) * p.season_rate, np.maximum(err_season, floor)
     )
-    st[:, COL["z_avg"]] = z_avg
     st[:, COL["z_season_avg"]] = z_season_avg
     st[:, COL["n"]] = n + 1
     st[:, COL["t"]] = t
@@ -330,13 +326,15 @@ def _learn_tail(p: Params, st: np.ndarray, n: np.ndarray, name: str, value: np.n
     st[:, COL["beta_" + name]] = np.where(first, 10 * floor, beta)
 
 
-def _track_onset(
-    st: np.ndarray, t: np.ndarray, z: np.ndarray, z_avg: np.ndarray, p: Params
-) -> np.ndarray:
-    """When the current excursion began: the first surprising point, until things settle."""
+def _track_onset(st: np.ndarray, t: np.ndarray, z: np.ndarray, p: Params) -> np.ndarray:
+    """When the current excursion began: the first point surprising to the predictors that
+    do not chase the data (the slow level, the time-of-day profile), until one is not.
+
+    The fast level adapts within a few points of a level shift, so its surprise would end
+    the excursion while the series still sits at its new level."""
     onset = st[:, COL["onset"]]
     starting = np.isnan(onset) & (z >= p.onset_z)
-    settled = (z < p.onset_z) & (z_avg < 0.0)
+    settled = z < 1.0
     onset = np.where(starting, t, np.where(settled, np.nan, onset))
     st[:, COL["onset"]] = onset
     return onset
