@@ -141,3 +141,18 @@ def test_forget_resets_a_series_to_a_fresh_start() -> None:
         [bank.score_learn(ids, t[i : i + 1], b[i : i + 1]).probability for i in range(300)]
     )
     np.testing.assert_array_equal(reused, detect_values(t, b))
+
+
+def test_a_level_shift_is_dated_at_its_first_point() -> None:
+    rng = np.random.default_rng(1)
+    values = 50 + rng.normal(0, 2, 1400)
+    values[900:] += 25
+    times = 1_700_000_000 + 60.0 * np.arange(1400)
+    bank = DetectorBank(1)
+    flagged = []
+    for i in range(1400):
+        s = bank.score_learn(np.array([0]), times[i : i + 1], values[i : i + 1])
+        if s.probability[0] >= 0.79 and i >= 890:  # (noise alone trips it now and then)
+            flagged.append((i, s.onset[0]))
+    first, onset = flagged[0]
+    assert 900 <= first <= 903 and onset == times[900]
