@@ -110,7 +110,7 @@ def test_advice_on_metrics_and_events_and_kept_across_a_restart(keiko_process: A
     assert abs(events[-1]["current_rate"] - 90.0) < 1.0
 
     kp.restart()  # the forecasters and series come back from the checkpoint
-    assert "restored 1 workloads" in kp.log_text()
+    eventually(lambda: "restored 1 workloads" in kp.log_text())  # the stage restores in its task
     send_load(kp, start, 90.0, (30, 35))
     eventually(lambda: desired(kp).get("reactive") == reactive)
     assert json.dumps(events)  # events are plain JSON (no NaN)
