@@ -211,15 +211,9 @@ class MetricsDecoder:
                 sid = cache[key] = self._resolve(resource, rtoken, m, RATE, p)[0]
             v = p.as_double or p.as_int
             t = p.time_unix_nano
-            if sid < 0:
-                self._refused(1)
-            elif p.flags & NO_VALUE:
-                self.skipped["no_recorded_value"] += 1
-            elif not t:
-                self.skipped["no_timestamp"] += 1
-            elif t > self._future_ns:
-                self.skipped["future_timestamp"] += 1
-            elif not math.isfinite(v):
+            if self._unusable(sid < 0, p.flags, t):
+                continue
+            if not math.isfinite(v):
                 self.skipped["non_finite"] += 1
             else:
                 yield sid, p.start_time_unix_nano, t, v
@@ -274,15 +268,7 @@ class MetricsDecoder:
             if ids is None:
                 ids = cache[key] = self._resolve(resource, rtoken, m, self._hist_derived, p)
             t = p.time_unix_nano
-            if ids[0] < 0:
-                self._refused(1)
-            elif p.flags & NO_VALUE:
-                self.skipped["no_recorded_value"] += 1
-            elif not t:
-                self.skipped["no_timestamp"] += 1
-            elif t > self._future_ns:
-                self.skipped["future_timestamp"] += 1
-            else:
+            if not self._unusable(ids[0] < 0, p.flags, t):
                 new = _hist_state(p, exponential)
                 new.bounds = self._bounds.setdefault(new.bounds, new.bounds)  # one copy
                 if cumulative:
@@ -337,6 +323,21 @@ class MetricsDecoder:
             for sid, q in zip(ids[1:], qs, strict=True):
                 if sid >= 0:
                     out.add(sid, t, q)
+
+    def _unusable(self, refused: bool, flags: int, t: int) -> bool:
+        """Count and say whether a sum or histogram point cannot be used: its series was
+        refused (the cap), it carries no value, or its time is missing or in the future."""
+        if refused:
+            self._refused(1)
+        elif flags & NO_VALUE:
+            self.skipped["no_recorded_value"] += 1
+        elif not t:
+            self.skipped["no_timestamp"] += 1
+        elif t > self._future_ns:
+            self.skipped["future_timestamp"] += 1
+        else:
+            return False
+        return True
 
     def _summary(self, out: _Batch, rtoken: bytes, resource: Any, m: Any) -> None:
         cache = self._ids(rtoken, m.name, 5)
