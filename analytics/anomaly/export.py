@@ -15,10 +15,14 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from analytics.series.types import SeriesInfo
+from analytics.stream.export import by_reason as _by_reason
+from analytics.stream.export import counter as _counter
+from analytics.stream.export import gauge as _gauge
+from analytics.stream.export import worker_metrics
 from analytics.stream.worker import WorkerStats
 
 
@@ -95,21 +99,6 @@ class ScoreBoard:
                 self.shown.pop(int(sid), None)
 
 
-def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
-    return CounterMetricFamily(name, doc, value=value)
-
-
-def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, doc, value=value)
-
-
-def _by_reason(name: str, doc: str, counts: Mapping[str, int]) -> CounterMetricFamily:
-    family = CounterMetricFamily(name, doc, labels=["reason"])
-    for reason, n in sorted(dict(counts).items()):  # a copy: the worker thread adds reasons
-        family.add_metric([reason], n)
-    return family
-
-
 class AnomalyExport(Collector):
     """Every ``keiko_anomaly_*`` metric, from the stats and the score board."""
 
@@ -129,24 +118,19 @@ class AnomalyExport(Collector):
 
     def collect(self) -> Iterator[Metric]:
         s = self.stats
-        yield _counter("keiko_anomaly_records", "Metric records consumed.", s.records)
+        yield from worker_metrics(
+            "keiko_anomaly",
+            "metrics",
+            s,
+            self.stream_end,
+            "Records not decoded: kind (not OTLP metrics), undecodable, replayed (already "
+            "in the restored state).",
+        )
         yield _counter("keiko_anomaly_points_scored", "Points scored.", s.points)
         yield _counter(
             "keiko_anomaly_anomalous_points",
             "Points scored at or above the threshold.",
             s.anomalous_points,
-        )
-        yield _counter("keiko_anomaly_events", "Anomaly events written.", s.events)
-        yield _counter(
-            "keiko_anomaly_events_dropped",
-            "Anomaly events the store refused (lost).",
-            s.events_dropped,
-        )
-        yield _by_reason(
-            "keiko_anomaly_skipped_records",
-            "Records not decoded: kind (not OTLP metrics), undecodable, replayed (already "
-            "in the restored state).",
-            s.skipped_records,
         )
         yield _by_reason(
             "keiko_anomaly_skipped_points",
@@ -166,46 +150,7 @@ class AnomalyExport(Collector):
         yield _gauge(
             "keiko_anomaly_series_restored", "Series restored at start.", s.restored_series
         )
-        yield _gauge("keiko_anomaly_offset", "Last metrics offset processed.", s.offset)
-        yield _gauge(
-            "keiko_anomaly_checkpoint_offset",
-            "Last metrics offset the saved checkpoint covers (and the group committed).",
-            s.checkpoint_offset,
-        )
-        end = self.stream_end()
-        if end is not None:
-            yield _gauge(
-                "keiko_anomaly_lag_records",
-                "Metric records not processed yet (the stream's last offset, as of the "
-                "latest store stats, minus the last offset processed).",
-                max(0, end - s.offset),
-            )
-        yield from self._checkpoint_metrics()
         yield from self._scores()
-
-    def _checkpoint_metrics(self) -> Iterator[Metric]:
-        s = self.stats
-        saves = CounterMetricFamily(
-            "keiko_anomaly_checkpoints", "Checkpoint saves by outcome.", labels=["outcome"]
-        )
-        for outcome, n in sorted(dict(s.checkpoints).items()):
-            saves.add_metric([outcome], n)
-        yield saves
-        yield _gauge(
-            "keiko_anomaly_checkpoint_duration_seconds",
-            "Time the last checkpoint took (snapshot and write).",
-            s.checkpoint_seconds,
-        )
-        yield _gauge(
-            "keiko_anomaly_checkpoint_bytes",
-            "Stored (compressed) size of the last checkpoint.",
-            s.checkpoint_bytes,
-        )
-        yield _gauge(
-            "keiko_anomaly_checkpoint_timestamp_seconds",
-            "When the last checkpoint was saved.",
-            s.checkpoint_time,
-        )
 
     def _scores(self) -> Iterator[Metric]:
         score = GaugeMetricFamily(

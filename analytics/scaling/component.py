@@ -23,6 +23,7 @@ from analytics.scaling.config import ScalingConfig
 from analytics.series.decode import MetricsDecoder
 from analytics.series.table import SeriesTable
 from analytics.series.workloads import Observation, WorkloadRates
+from analytics.stream.export import WorkerExport
 from analytics.stream.worker import StreamWorker
 from keiko.components import ComponentSpec, Context
 from keiko.humanize import rfc3339
@@ -51,7 +52,9 @@ class ScalingStage(StreamWorker):
         self.config = config
         self._fresh()
         self.collector = AdvisorCollector(self.advisor)
+        self.progress = WorkerExport("keiko_scaling", Stream.METRICS, self.stats, self.stream_end)
         ctx.telemetry.registry.register(self.collector)
+        ctx.telemetry.registry.register(self.progress)
 
     def _fresh(self) -> None:
         c = self.config
@@ -110,9 +113,10 @@ class ScalingStage(StreamWorker):
             self.table.evict_idle(self._newest - max(self.config.freshness * 10, 3600.0))
 
     def close(self) -> None:
-        """Stop serving the advice gauge."""
-        with contextlib.suppress(KeyError):
-            self.ctx.telemetry.registry.unregister(self.collector)
+        """Stop serving the advice gauge and the stage's progress."""
+        for collector in (self.collector, self.progress):
+            with contextlib.suppress(KeyError):
+                self.ctx.telemetry.registry.unregister(collector)
 
     def summary(self) -> str:
         """The checkpoint line's details."""

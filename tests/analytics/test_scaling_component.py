@@ -83,6 +83,17 @@ def desired(kp: KeikoProcess) -> dict[str, float]:
     }
 
 
+def samples(kp: KeikoProcess) -> dict[str, float]:
+    with kp.client() as client:
+        text = client.get("/metrics").text
+    return {
+        s.name: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name.startswith("keiko_scaling_") and not s.labels
+    }
+
+
 def advice_events(kp: KeikoProcess) -> list[dict[str, Any]]:
     with kp.client() as client:
         page = client.get("/api/v1/streams/events/records", params={"limit": 1000}).json()
@@ -108,6 +119,10 @@ def test_advice_on_metrics_and_events_and_kept_across_a_restart(keiko_process: A
     assert events[-1]["workload"] == "shop/checkout" and events[-1]["mode"] == "reactive"
     assert events[-1]["replicas"] == reactive and "history" in events[-1]["reason"]
     assert abs(events[-1]["current_rate"] - 90.0) < 1.0
+    # The stage's progress, like every stream worker's: everything read, nothing behind.
+    progress = eventually(lambda: (m := samples(kp)).get("keiko_scaling_lag_records") == 0 and m)
+    assert progress["keiko_scaling_records_total"] >= 180
+    assert progress["keiko_scaling_events_total"] == len(events)
 
     kp.restart()  # the forecasters and series come back from the checkpoint
     eventually(lambda: "restored 1 workloads" in kp.log_text())  # the stage restores in its task
