@@ -20,6 +20,7 @@ import numpy as np
 
 from analytics.forecast.advisor import Advice, AdvisorCollector, ScalingAdvisor
 from analytics.scaling.config import ScalingConfig
+from analytics.scaling.forecasts import ForecastCollector, WorkloadForecasts
 from analytics.series.decode import MetricsDecoder
 from analytics.series.table import SeriesTable
 from analytics.series.workloads import Observation, WorkloadRates
@@ -52,19 +53,22 @@ class ScalingStage(StreamWorker):
         self.config = config
         self._fresh()
         self.collector = AdvisorCollector(self.advisor)
+        self.forecast_gauge = ForecastCollector(self.forecasts)
         self.progress = WorkerExport("keiko_scaling", Stream.METRICS, self.stats, self.stream_end)
-        ctx.telemetry.registry.register(self.collector)
-        ctx.telemetry.registry.register(self.progress)
+        for collector in (self.collector, self.forecast_gauge, self.progress):
+            ctx.telemetry.registry.register(collector)
 
     def _fresh(self) -> None:
         c = self.config
         self.table = SeriesTable(c.max_series)
         self.decoder = MetricsDecoder(self.table)
         self.rates = WorkloadRates(
-            c.rate_metrics, c.latency_metrics, c.workload_labels, c.freshness
+            c.rate_metrics, c.latency_metrics, c.workload_labels, c.freshness, c.cpu_metrics
         )
         self.table.on_evict(self.rates.forget)
         self.advisor = ScalingAdvisor(c.advisor)
+        forecaster = c.advisor.forecaster.model_copy(update={"step_s": c.advisor.step_s})
+        self.forecasts = WorkloadForecasts(forecaster, c.advisor.max_workloads)
         self._said: dict[str, tuple[int, str]] = {}  # workload -> (replicas, mode) last written
         self._newest = -np.inf
 
@@ -93,6 +97,7 @@ class ScalingStage(StreamWorker):
             "table": self.table.snapshot(),
             "decoder": self.decoder.snapshot(),
             "advisor": self.advisor.snapshot(),
+            "forecasts": self.forecasts.snapshot(),
         }
 
     def restore_parts(self, parts: dict[str, bytes]) -> str:
@@ -101,10 +106,13 @@ class ScalingStage(StreamWorker):
         self.table.restore(parts["table"])
         self.decoder.restore(parts["decoder"])
         self.advisor.restore(parts["advisor"])
+        if "forecasts" in parts:
+            self.forecasts.restore(parts["forecasts"])
         meta = json.loads(parts["meta"])
         self._said = {w: (int(r), str(m)) for w, (r, m) in meta.get("said", {}).items()}
         self._newest = -np.inf if meta.get("newest") is None else float(meta["newest"])
         self.collector.advisor = self.advisor
+        self.forecast_gauge.forecasts = self.forecasts
         return f"{len(self.advisor.workloads())} workloads, {len(self.table)} series"
 
     async def maintain(self) -> None:
@@ -114,7 +122,7 @@ class ScalingStage(StreamWorker):
 
     def close(self) -> None:
         """Stop serving the advice gauge and the stage's progress."""
-        for collector in (self.collector, self.progress):
+        for collector in (self.collector, self.forecast_gauge, self.progress):
             with contextlib.suppress(KeyError):
                 self.ctx.telemetry.registry.unregister(collector)
 
@@ -141,6 +149,8 @@ class ScalingStage(StreamWorker):
         return events
 
     def _observe(self, obs: Observation) -> Advice | None:
+        self.forecasts.observe(obs.workload, "rate", obs.time, obs.rate)
+        self.forecasts.observe(obs.workload, "cpu", obs.time, obs.cpu)
         return self.advisor.observe(obs.workload, obs.time, obs.rate, obs.replicas, obs.latency)
 
     def _changed(self, advice: Advice) -> bool:

@@ -5,7 +5,11 @@ from __future__ import annotations
 from pydantic import Field
 
 from analytics.forecast.config import AdvisorConfig
-from analytics.series.workloads import DEFAULT_LATENCY_METRICS, DEFAULT_RATE_METRICS
+from analytics.series.workloads import (
+    DEFAULT_CPU_METRICS,
+    DEFAULT_LATENCY_METRICS,
+    DEFAULT_RATE_METRICS,
+)
 from analytics.stream.config import BUCKET_DESCRIPTION, CheckpointConfig, StreamStageConfig
 from keiko.units import Duration
 
@@ -40,6 +44,11 @@ class ScalingConfig(StreamStageConfig):
         default_factory=lambda: list(DEFAULT_LATENCY_METRICS),
         description="Glob patterns of latency series (seconds); the highest fresh one is the "
         "workload's latency, from which capacity per replica is learnt when not configured.",
+    )
+    cpu_metrics: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_CPU_METRICS),
+        description="Globs of CPU time counters (their rate is cores); a workload's CPU is the "
+        "sum over its series, forecast like its request rate.",
     )
     workload_labels: list[str] = Field(
         default_factory=lambda: ["k8s.namespace.name", "service.name"],

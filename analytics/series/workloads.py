@@ -33,6 +33,8 @@ DEFAULT_LATENCY_METRICS = [
     "rpc.server.duration:p99",
     "traces.span.metrics.duration:p99",
 ]
+# CPU time counters (their rate is cores in use), summed over a workload's processes.
+DEFAULT_CPU_METRICS = ["process.cpu.time", "container.cpu.time", "k8s.pod.cpu.time"]
 INSTANCE_LABELS = ("k8s.pod.name", "k8s.pod.uid", "service.instance.id", "host.name")
 
 
@@ -46,6 +48,7 @@ class Observation:
     replicas: float | None
     latency: float | None
     errors: float = 0.0  # per second, of ``rate``
+    cpu: float | None = None  # cores, when CPU time series are known
 
 
 @dataclass
@@ -54,6 +57,7 @@ class _Series:
     instance: str
     latency_series: bool
     error_series: bool = False
+    cpu_series: bool = False
     rate: float = np.nan
     latency: float = np.nan
     time: float = -np.inf
@@ -67,6 +71,7 @@ class WorkloadRates:
     latency_metrics: list[str]  # glob patterns of latency series (seconds)
     workload_labels: list[str]  # labels naming the workload, joined with "/"
     freshness: float = 120.0
+    cpu_metrics: list[str] = field(default_factory=list)  # CPU time counters (as rates)
     _series: dict[int, _Series | None] = field(default_factory=dict)  # None: not a rate series
     _members: dict[str, set[int]] = field(default_factory=dict)  # workload -> series ids
 
@@ -109,22 +114,28 @@ class WorkloadRates:
     def _classify(self, info: SeriesInfo) -> _Series | None:
         is_rate = any(fnmatchcase(info.metric, p) for p in self.rate_metrics)
         is_latency = any(fnmatchcase(info.metric, p) for p in self.latency_metrics)
-        if not (is_rate or is_latency):
+        is_cpu = any(fnmatchcase(info.metric, p) for p in self.cpu_metrics)
+        if not (is_rate or is_latency or is_cpu):
             return None
         names = [info.labels.get(k, "") for k in self.workload_labels]
         workload = "/".join(n for n in names if n) or info.service
         if not workload:
             return None
         instance = next((info.labels[k] for k in INSTANCE_LABELS if info.labels.get(k)), "")
+        if is_cpu and not (is_rate or is_latency):
+            return _Series(workload, instance, False, False, True)
         return _Series(workload, instance, is_latency and not is_rate, _counts_errors(info))
 
     def _observation(self, workload: str, now: float) -> Observation:
         tracked = (self._series[sid] for sid in self._members.get(workload, ()))
         fresh = [s for s in tracked if s is not None and now - s.time <= self.freshness]
-        counting = [s for s in fresh if not s.latency_series and np.isfinite(s.rate)]
+        counting = [
+            s for s in fresh if not (s.latency_series or s.cpu_series) and np.isfinite(s.rate)
+        ]
+        cpu = [s.rate for s in fresh if s.cpu_series and np.isfinite(s.rate)]
         rates = [s.rate for s in counting]
         latencies = [s.latency for s in fresh if s.latency_series and np.isfinite(s.latency)]
-        instances = {s.instance for s in fresh if s.instance and not s.latency_series}
+        instances = {s.instance for s in counting if s.instance}
         return Observation(
             workload,
             now,
@@ -132,6 +143,7 @@ class WorkloadRates:
             float(len(instances)) if instances else None,
             max(latencies) if latencies else None,
             float(sum(s.rate for s in counting if s.error_series)),
+            float(sum(cpu)) if cpu else None,
         )
 
 

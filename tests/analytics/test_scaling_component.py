@@ -47,10 +47,16 @@ def counter_request(start: float, t: float, value: float) -> MetricsData:
     their collectors send it every STEP seconds (cumulative since ``start``)."""
     blocks = []
     for pod in ("a", "b"):
-        point = NumberDataPoint({}, round(start * 1e9), round(t * 1e9), value)
-        sum_ = Sum([point], AggregationTemporality.CUMULATIVE, True)
-        metric = Metric("traces.span.metrics.calls", "calls", "1", sum_)
-        scope = ScopeMetrics(InstrumentationScope("tests.scaling"), [metric], "")
+        metrics = []
+        # Requests, and CPU seconds at 1.5 cores per pod.
+        for name, v in (
+            ("traces.span.metrics.calls", value),
+            ("process.cpu.time", 1.5 * (t - start)),
+        ):
+            point = NumberDataPoint({}, round(start * 1e9), round(t * 1e9), v)
+            sum_ = Sum([point], AggregationTemporality.CUMULATIVE, True)
+            metrics.append(Metric(name, name, "1", sum_))
+        scope = ScopeMetrics(InstrumentationScope("tests.scaling"), metrics, "")
         labels = {"service.name": "checkout", "k8s.namespace.name": "shop", "k8s.pod.name": pod}
         blocks.append(ResourceMetrics(Resource.create(labels), [scope], ""))
     return MetricsData(blocks)
@@ -94,6 +100,18 @@ def samples(kp: KeikoProcess) -> dict[str, float]:
     }
 
 
+def forecasts(kp: KeikoProcess) -> dict[tuple[str, str], float]:
+    """(signal, horizon) -> point forecast of shop/checkout."""
+    with kp.client() as client:
+        text = client.get("/metrics").text
+    return {
+        (s.labels["signal"], s.labels["horizon"]): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "keiko_forecast" and s.labels["bound"] == "point"
+    }
+
+
 def advice_events(kp: KeikoProcess) -> list[dict[str, Any]]:
     with kp.client() as client:
         page = client.get("/api/v1/streams/events/records", params={"limit": 1000}).json()
@@ -121,6 +139,10 @@ def test_advice_on_metrics_and_events_and_kept_across_a_restart(keiko_process: A
     assert abs(events[-1]["current_rate"] - 90.0) < 1.0
     # The stage's progress, like every stream worker's: everything read, nothing behind.
     progress = eventually(lambda: (m := samples(kp)).get("keiko_scaling_lag_records") == 0 and m)
+    # Forecasts at 5 min .. 1 h of the rate and of the CPU (2 pods x 1.5 cores).
+    forecast = forecasts(kp)
+    assert {h for _, h in forecast} == {"5m", "15m", "1h"}
+    assert abs(forecast[("rate", "5m")] - 90.0) < 2.0 and abs(forecast[("cpu", "1h")] - 3.0) < 0.1
     assert progress["keiko_scaling_records_total"] >= 180
     assert progress["keiko_scaling_events_total"] == len(events)
 
