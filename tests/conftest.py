@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from fixtures.keiko import KeikoFactory, KeikoProcess
+from fixtures.nats import NatsServer
 
 
 @pytest.fixture
@@ -39,3 +40,12 @@ def keiko_process(tmp_path: Path) -> Iterator[KeikoFactory]:
                 kp.kill()
         # Shown by pytest only when the test failed.
         print(f"--- {kp.log_path} ---\n{kp.log_text()[-4000:]}")
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """One nats-server for the session; each test takes its own stream prefix in it
+    (fixtures.nats.nats_store_config)."""
+    server = NatsServer(tmp_path_factory.mktemp("nats")).start()
+    yield server
+    server.stop()

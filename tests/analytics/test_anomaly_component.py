@@ -14,15 +14,14 @@ from __future__ import annotations
 import asyncio
 import io
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from fixtures.keiko import HOST, KeikoFactory, KeikoProcess, free_port
-from fixtures.nats import NatsServer
+from fixtures.nats import nats_store_config
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 from opentelemetry.sdk.metrics.export import (
     Gauge,
@@ -410,27 +409,12 @@ def eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:
 FAST = {"analytics": {"anomaly": {"fetch_timeout": "100ms"}}}
 
 
-@pytest.fixture(scope="module")
-def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
-    server = NatsServer(tmp_path_factory.mktemp("nats")).start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture(params=["embedded", "nats"])
 def store_config(request: pytest.FixtureRequest) -> dict[str, Any]:
     """keiko's `store:` overrides: the default embedded store, or a real nats-server."""
     if request.param == "embedded":
         return {}
-    server: NatsServer = request.getfixturevalue("nats_server")
-    prefix = "T" + uuid.uuid4().hex[:12].upper()
-    return {
-        "store": {
-            "backend": "nats",
-            "nats": {"servers": [server.url], "stream_prefix": prefix},
-            "retention": {"max_bytes": "16MiB"},
-        }
-    }
+    return {"store": nats_store_config(request.getfixturevalue("nats_server"))}
 
 
 def test_restart_resumes_from_the_checkpoint(

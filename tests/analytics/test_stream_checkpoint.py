@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures.nats import NatsServer
+from fixtures.nats import nats_store_config
 
 from analytics.stream.checkpoint import CheckpointError, CheckpointStore
 from keiko.store import open_store
@@ -21,25 +20,12 @@ from keiko.store.config import StoreConfig
 Body = Callable[[KeyValue], Awaitable[None]]
 
 
-@pytest.fixture(scope="module")
-def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
-    server = NatsServer(tmp_path_factory.mktemp("nats")).start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture(params=["embedded", "nats"])
 def run_with_kv(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[Body], None]:
     """Runs ``body(kv)`` in a fresh event loop with a bucket of a started store."""
     config: dict[str, Any]
     if request.param == "nats":
-        server: NatsServer = request.getfixturevalue("nats_server")
-        prefix = "T" + uuid.uuid4().hex[:12].upper()
-        config = {
-            "backend": "nats",
-            "nats": {"servers": [server.url], "stream_prefix": prefix},
-            "retention": {"max_bytes": "16MiB"},
-        }
+        config = nats_store_config(request.getfixturevalue("nats_server"))
     else:
         config = {"backend": "embedded", "embedded": {"path": str(tmp_path / "data")}}
 

@@ -10,24 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures.nats import NatsServer
+from fixtures.nats import nats_store_config
 from store_factory import StoreFactory
 
 BACKENDS = ["embedded", "nats"]
-
-
-@pytest.fixture(scope="session")
-def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
-    """One nats-server for the session; each test gets its own stream prefix in it."""
-    server = NatsServer(tmp_path_factory.mktemp("nats")).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(params=BACKENDS)
@@ -38,14 +29,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def make_store(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> StoreFactory:
     if backend == "nats":
-        server: NatsServer = request.getfixturevalue("nats_server")
-        prefix = "T" + uuid.uuid4().hex[:12].upper()
-        base = {
-            "backend": "nats",
-            "nats": {"servers": [server.url], "stream_prefix": prefix},
-            # JetStream reserves max_bytes of its storage for every stream up front.
-            "retention": {"max_bytes": "16MiB"},
-        }
+        base = nats_store_config(request.getfixturevalue("nats_server"))
     else:
         base = {"backend": "embedded", "embedded": {"path": str(tmp_path / "data")}}
     return StoreFactory(backend, base)
