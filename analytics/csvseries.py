@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import math
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,8 +58,11 @@ def parse_timestamp(text: str) -> float:
 
 
 def read_series_csv(path: str | Path, stream: IO[str] | None = None) -> SeriesCSV:
-    """Read a ``timestamp,value`` file (extra columns ignored); ``stream``: read that instead."""
+    """Read a ``timestamp,value`` file (extra columns ignored); ``-`` reads standard input,
+    ``stream`` reads that stream instead."""
     name = str(path)
+    if name == "-" and stream is None:
+        return _read("<stdin>", sys.stdin)
     if stream is not None:
         return _read(name, stream)
     try:

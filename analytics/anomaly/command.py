@@ -75,8 +75,7 @@ def run_detect(args: argparse.Namespace) -> int:
     from analytics.csvseries import SeriesFileError, read_series_csv, write_csv
 
     try:
-        stdin = sys.stdin if args.input == "-" else None
-        series = read_series_csv("<stdin>" if stdin else args.input, stream=stdin)
+        series = read_series_csv(args.input)
     except SeriesFileError as exc:
         print(f"keiko detect: {exc}", file=sys.stderr)
         return EXIT_USAGE

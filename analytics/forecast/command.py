@@ -194,7 +194,7 @@ def _duration(text: str) -> float:
 def _read(path: str) -> Any:
     from analytics.csvseries import SeriesFileError, read_series_csv
 
-    series = read_series_csv(path, sys.stdin if path == "-" else None)
+    series = read_series_csv(path)
     if len(series) < 2:
         raise SeriesFileError(f"{path}: needs at least 2 data rows, found {len(series)}")
     return series
