@@ -70,8 +70,8 @@ class AnomalyConfig(StreamStageConfig):
         gt=0,
         le=1,
         description="Anomaly probability at or above which a point is anomalous. 0.79 is "
-        "where the detector scores best on the NAB benchmark (see the README); 0.9 gives "
-        "about half the events on noisy series and finds fewer anomalies.",
+        "where the detector scores best on the NAB benchmark; higher values flag fewer "
+        "points of noisy series and find fewer anomalies (see the README).",
     )
     max_series: int = Field(
         default=100_000,
