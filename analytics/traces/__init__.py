@@ -1,0 +1,2 @@
+"""Spans: decoding, trace assembly and per-trace analysis (critical path, self-time,
+error origin)."""
