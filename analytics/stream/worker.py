@@ -62,6 +62,10 @@ class WorkerStats:
 class StreamWorker(ABC):
     """Base of a stage that consumes one stream as a group with checkpointed state."""
 
+    # Where the records that process() returns are appended: events by default; a stage
+    # that derives records of another kind (span metrics -> metric points) names its stream.
+    output_stream: str = Stream.EVENTS
+
     def __init__(
         self,
         ctx: Context,
@@ -95,7 +99,8 @@ class StreamWorker(ABC):
 
     @abstractmethod
     def process(self, records: list[Record]) -> list[NewRecord]:
-        """Fold one fetch into the state (worker thread); the events to append.
+        """Fold one fetch into the state (worker thread); the records to append to
+        ``output_stream`` (events, unless the stage says otherwise).
 
         ``records`` are in offset order and not yet in the state (replays are filtered
         out); ``stats.records`` and ``stats.offset`` already count them. Raising loses
@@ -251,7 +256,7 @@ class StreamWorker(ABC):
         """One append per fetch; retried briefly when the store pushes back, else counted."""
         for attempt in range(EVENT_APPEND_TRIES):
             try:
-                await self.ctx.store.append(Stream.EVENTS, events)
+                await self.ctx.store.append(self.output_stream, events)
             except KeikoError as exc:
                 if attempt + 1 == EVENT_APPEND_TRIES:
                     self.stats.events_dropped += len(events)
