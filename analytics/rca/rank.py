@@ -1,40 +1,156 @@
-"""Rank root-cause candidates of a case (first version: metric deviation only)."""
+"""Rank the likely root causes of a case: which service (and pod or node) moved first and
+most, where the moves of its callers are explained by it.
+
+1. Every series gets a deviation after ``at`` in its bad direction (``deviation.py``);
+   traces, when the case has them, add series per service: self-time per trace and the
+   traces whose errors originate there (``tracesignals.py``).
+2. Per service, the strongest deviation of each signal (resource, latency, errors,
+   traffic) on a log scale, weighted by what the signal says about a cause.
+3. Latency and errors propagate up the call graph: where a service downstream of this one
+   moved as much, this one's latency and errors are discounted (it is a symptom). Resource
+   saturation and trace self-time are never discounted: they happen where the cause is.
+4. A service's score is its strongest adjusted signal plus a quarter of the others; among
+   services that score close to the best, the earlier onset ranks first (cause before
+   effect).
+"""
 
 from __future__ import annotations
 
+import math
+from collections import defaultdict
+
 import numpy as np
 
+from analytics.rca.deviation import ONSET_Z, Deviation, deviations
+from analytics.rca.graph import CallGraph
+from analytics.rca.metricclass import Signal
 from analytics.rca.model import Candidate, Case, Evidence
+from analytics.rca.tracesignals import trace_metrics
+
+PROPAGATING = (Signal.LATENCY, Signal.ERRORS)
+EXPLAINED_RATIO = 0.5  # a downstream move this large (relative) explains a symptom
+SYMPTOM_DISCOUNT = 0.35  # what is left of an explained latency/error signal
+OTHERS_SHARE = 0.25
+ONSET_BONUS = 0.1  # of the best score, for the earliest onset among close candidates
+EVIDENCE_PER_CANDIDATE = 4
 
 
-def _deviation(before: np.ndarray, after: np.ndarray) -> float:
-    """How far the values after the incident start lie from the normal ones (robust z)."""
-    if len(before) < 3 or len(after) == 0:
-        return 0.0
-    median = float(np.median(before))
-    q75, q25 = np.percentile(before, [75, 25])
-    scale = float(q75 - q25) or float(np.std(before)) or 1e-9
-    return float(np.max(np.abs(after - median)) / scale)
+def rank(case: Case, at: float, top: int = 5, symptom: str | None = None) -> list[Candidate]:
+    """The ``top`` most likely root causes of the problem that started at ``at`` (unix s).
+
+    ``symptom`` names the service where the problem was seen (the start of the evidence
+    path); by default the most upstream service that moved."""
+    devs = deviations(case.metrics, at)
+    graph = CallGraph(case.graph)
+    if case.spans is not None and len(case.spans):
+        graph.add_spans(case.spans)
+        devs += deviations(trace_metrics(case.spans), at)
+    by_service: dict[str, list[Deviation]] = defaultdict(list)
+    for d in devs:
+        if d.z > 0:
+            by_service[d.service].append(d)
+    if not by_service:
+        return []
+    signals = {s: _signals(ds) for s, ds in by_service.items()}
+    scores = _scores(signals, graph)
+    _onset_bonus(scores, by_service)
+    ordered = sorted(scores, key=lambda s: (-scores[s], s))[:top]
+    source = symptom or _symptom(signals, graph)
+    return [_candidate(s, scores[s], by_service[s], graph, source) for s in ordered]
 
 
-def rank(case: Case, at: float, top: int = 5) -> list[Candidate]:
-    """The ``top`` most likely root causes of the problem that started at ``at`` (unix s)."""
-    frame = case.metrics
-    best: dict[str, tuple[float, str]] = {}
-    for (service, metric), rows in frame.groupby(["service", "metric"], sort=False):
-        times = rows["time"].to_numpy(float)
-        values = rows["value"].to_numpy(float)
-        score = _deviation(values[times < at], values[times >= at])
-        if score > best.get(str(service), (-1.0, ""))[0]:
-            best[str(service)] = (score, str(metric))
-    ordered = sorted(best.items(), key=lambda kv: -kv[1][0])[:top]
-    return [
-        Candidate(
-            service,
-            score,
-            evidence=[
-                Evidence("metric", f"{metric} deviates {score:.1f}x its normal spread", score)
-            ],
+def _signals(devs: list[Deviation]) -> dict[Signal, float]:
+    best: dict[Signal, float] = {}
+    for d in devs:
+        signal = Signal.RESOURCE if d.metric in SELF_TIME_METRICS else d.cls.signal
+        best[signal] = max(best.get(signal, 0.0), d.strength)
+    return best
+
+
+SELF_TIME_METRICS = frozenset({"trace.self_time", "trace.error_origins"})
+
+
+def _scores(signals: dict[str, dict[Signal, float]], graph: CallGraph) -> dict[str, float]:
+    out = {}
+    for service, own in signals.items():
+        below = [signals[d] for d in graph.downstream(service) if d in signals]
+        explained = max((max(b.values()) for b in below), default=0.0)
+        adjusted = []
+        for signal, strength in own.items():
+            if signal in PROPAGATING and explained >= EXPLAINED_RATIO * strength:
+                strength *= SYMPTOM_DISCOUNT
+            adjusted.append(strength)
+        adjusted.sort(reverse=True)
+        out[service] = adjusted[0] + OTHERS_SHARE * sum(adjusted[1:])
+    return out
+
+
+def _onset_bonus(scores: dict[str, float], by_service: dict[str, list[Deviation]]) -> None:
+    """Cause before effect: the earliest onset among the close contenders gets a bonus."""
+    best = max(scores.values())
+    close = [s for s, v in scores.items() if v >= 0.8 * best]
+    onsets = {s: _onset(by_service[s]) for s in close}
+    known = {s: t for s, t in onsets.items() if math.isfinite(t)}
+    if len(known) < 2 or len(set(known.values())) < 2:
+        return
+    first = min(known.values())
+    for s, t in known.items():
+        if t == first:
+            scores[s] += ONSET_BONUS * best
+
+
+def _onset(devs: list[Deviation]) -> float:
+    times = [d.onset for d in devs if d.z >= ONSET_Z and math.isfinite(d.onset)]
+    return min(times, default=math.inf)
+
+
+def _symptom(signals: dict[str, dict[Signal, float]], graph: CallGraph) -> str:
+    """The most upstream service that moved in latency or errors (else the strongest)."""
+    moved = {s for s, sig in signals.items() if any(sig.get(p, 0) > 1.0 for p in PROPAGATING)}
+    tops = [s for s in moved if not (graph.callers.get(s, set()) & moved)]
+    pool = tops or list(signals)
+    return max(pool, key=lambda s: (max(signals[s].values()), s))
+
+
+def _candidate(
+    service: str, score: float, devs: list[Deviation], graph: CallGraph, symptom: str
+) -> Candidate:
+    devs = sorted(devs, key=lambda d: -d.strength)[:EVIDENCE_PER_CANDIDATE]
+    path = graph.path(symptom, service) or ([symptom, service] if symptom != service else [])
+    evidence = [_evidence(d) for d in devs]
+    if len(path) > 1:
+        evidence.append(
+            Evidence(
+                "graph",
+                f"{symptom} reaches {service} through {' -> '.join(path)}",
+                0.0,
+                {"path": path},
+            )
         )
-        for service, (score, metric) in ordered
-    ]
+    return Candidate(service, score, devs[0].instance if devs else "", path or [service], evidence)
+
+
+def _evidence(d: Deviation) -> Evidence:
+    when = "" if not math.isfinite(d.onset) else f" from {d.onset:.0f}"
+    summary = (
+        f"{d.metric}{f' on {d.instance}' if d.instance else ''} moved from "
+        f"{_fmt(d.normal)} to {_fmt(d.peak)} ({d.z:.1f} normal spreads){when}"
+    )
+    kind = "trace" if d.metric.startswith("trace.") else "metric"
+    details = {
+        "series": {"service": d.service, "metric": d.metric, "instance": d.instance},
+        "signal": str(d.cls.signal),
+        "normal": _num(d.normal),
+        "peak": _num(d.peak),
+        "z": round(d.z, 2),
+        "onset": _num(d.onset),
+    }
+    return Evidence(kind, summary, d.strength, details)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def _num(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
