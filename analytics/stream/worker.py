@@ -14,7 +14,8 @@ more than the stream holds (the stream was recreated, the bucket survived) keeps
 state but reads the stream from its start.
 
 A subclass implements :meth:`StreamWorker.process`, :meth:`~StreamWorker.snapshot_parts`
-and :meth:`~StreamWorker.restore_parts`, optionally :meth:`~StreamWorker.maintain`,
+and :meth:`~StreamWorker.restore_parts`, optionally :meth:`~StreamWorker.tick`,
+:meth:`~StreamWorker.maintain`,
 :meth:`~StreamWorker.describe`, :meth:`~StreamWorker.summary` and
 :meth:`~StreamWorker.close`.
 """
@@ -120,6 +121,12 @@ class StreamWorker(ABC):
 
     async def maintain(self) -> None:  # noqa: B027 (optional hook)
         """Called on the event loop before each checkpoint (eviction, periodic warnings)."""
+
+    async def tick(self) -> list[NewRecord]:
+        """Called on the event loop after every fetch, also an empty one: work that reads
+        the store or waits on time (e.g. analysing an incident once it settled); the
+        records to append to ``output_stream``."""
+        return []
 
     def describe(self) -> str:
         """Details for the start log line."""
@@ -235,12 +242,14 @@ class StreamWorker(ABC):
     async def _step(self) -> None:
         assert self._consumer is not None
         records = await self._consumer.fetch(self.fetch_batch, self.fetch_timeout)
-        if not records:
-            return
-        events = await asyncio.to_thread(self._process, records)
-        if events:
-            await self._append(events)
-        self._since_checkpoint += len(records)
+        if records:
+            events = await asyncio.to_thread(self._process, records)
+            if events:
+                await self._append(events)
+            self._since_checkpoint += len(records)
+        ticked = await self.tick()
+        if ticked:
+            await self._append(ticked)
 
     def _process(self, records: list[Record]) -> list[NewRecord]:
         """Skip what the state already includes, hand the rest to process (worker thread)."""
