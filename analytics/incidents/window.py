@@ -1,0 +1,111 @@
+"""The signals around an incident, read back from the store as an RCA case.
+
+Metrics are decoded the way the detectors see them (counters as rates, histograms as
+rate and quantiles) into a fresh series table, so the case holds exactly what the
+anomalies were found on; spans come from the traces stream. Both reads are bounded: the
+newest records are kept when the window holds more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from analytics.rca.model import Case
+from analytics.series.decode import MetricsDecoder
+from analytics.series.table import SeriesTable
+from analytics.traces.spans import SpanBatch, decode_spans
+from keiko.records import Kind, Record, Stream
+from keiko.store.base import Store
+
+PAGE = 500
+INSTANCE_LABELS = ("k8s.pod.name", "service.instance.id", "host.name")
+MAX_SERIES = 20_000
+
+
+@dataclass
+class Window:
+    """A case plus what reading it found."""
+
+    case: Case
+    series: int
+    spans: int
+    truncated: list[str]  # streams whose window held more than the bounds
+
+
+async def _read(
+    store: Store, stream: str, start_ns: int, end_ns: int, cap: int, items: bool
+) -> tuple[list[Record], bool]:
+    """Records appended in [start_ns, end_ns]: the newest ``cap`` records (or items), and
+    whether older ones were left out."""
+    offset = await store.offset_at(stream, start_ns)
+    out: list[Record] = []
+    dropped = False
+    while True:
+        page = await store.read(stream, offset, PAGE)
+        page = [r for r in page if r.time_ns <= end_ns]
+        out += page
+        if len(page) < PAGE:
+            break
+        offset = page[-1].offset + 1
+        while len(out) > 1 and (sum(r.count for r in out) if items else len(out)) > cap:
+            out.pop(0)
+            dropped = True
+    return out, dropped
+
+
+def metrics_frame(records: list[Record]) -> tuple[pd.DataFrame, int]:
+    """Decoded points as the long frame RCA reads; and how many series."""
+    table = SeriesTable(MAX_SERIES)
+    decoder = MetricsDecoder(table)
+    parts = []
+    for r in records:
+        if r.kind != Kind.OTLP_METRICS:
+            continue
+        try:
+            batch = decoder.decode(r.payload)
+        except Exception:  # the receiver validated it; the detectors count decoder gaps
+            continue
+        if len(batch):
+            parts.append(batch)
+    if not parts:
+        return Case.empty_metrics(), 0
+    series = np.concatenate([b.series for b in parts])
+    ids = np.unique(series).tolist()
+    info = {sid: table.info(sid) for sid in ids}
+    services = {s: (i.service if i else "") for s, i in info.items()}
+    metric = {s: (i.metric if i else "") for s, i in info.items()}
+    instance = {s: _instance(i.labels) if i else "" for s, i in info.items()}
+    frame = pd.DataFrame(
+        {
+            "time": np.concatenate([b.times for b in parts]),
+            "service": [services[s] for s in series.tolist()],
+            "metric": [metric[s] for s in series.tolist()],
+            "value": np.concatenate([b.values for b in parts]),
+            "instance": [instance[s] for s in series.tolist()],
+        }
+    )
+    return frame, len(ids)
+
+
+def _instance(labels: dict[str, str]) -> str:
+    return next((labels[k] for k in INSTANCE_LABELS if labels.get(k)), "")
+
+
+async def read_window(
+    store: Store, start_s: float, end_s: float, max_records: int, max_spans: int
+) -> Window:
+    """The metrics and spans of [start_s, end_s] as a case (the graph comes from the spans)."""
+    start_ns, end_ns = int(start_s * 1e9), int(end_s * 1e9)
+    metric_records, cut_metrics = await _read(
+        store, Stream.METRICS, start_ns, end_ns, max_records, False
+    )
+    trace_records, cut_traces = await _read(store, Stream.TRACES, start_ns, end_ns, max_spans, True)
+    truncated = [name for name, cut in (("metrics", cut_metrics), ("traces", cut_traces)) if cut]
+    frame, series = metrics_frame(metric_records)
+    spans = SpanBatch.concat(
+        decode_spans(r.payload) for r in trace_records if r.kind == Kind.OTLP_TRACES
+    )
+    return Window(Case(frame, spans if len(spans) else None), series, len(spans), truncated)
