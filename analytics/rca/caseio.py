@@ -11,15 +11,19 @@ and the fix. Rows whose value is not a number are dropped, counted, and reported
 from __future__ import annotations
 
 import csv
-import importlib
 import warnings
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pandas as pd
 
 from analytics.rca.model import Case
+from analytics.traces.readers import (
+    SpansFileError,
+    read_spans_csv,
+    read_spans_json,
+    write_spans_csv,
+)
 from analytics.traces.spans import SpanBatch
 
 METRICS_FILE = "metrics.csv"
@@ -35,7 +39,7 @@ class CaseError(ValueError):
 
 
 class CaseWarning(UserWarning):
-    """Something in a case was skipped (rows without a usable value, unreadable spans)."""
+    """Something in a case was skipped (rows without a usable value)."""
 
 
 def read_case(directory: str | Path) -> Case:
@@ -53,8 +57,8 @@ def read_case(directory: str | Path) -> Case:
 def write_case(directory: str | Path, case: Case) -> None:
     """Store ``case`` in ``directory`` (created if needed) in the format `read_case` reads.
 
-    The ``instance`` column is written only when some row has one; spans are written as
-    ``spans.csv`` by ``analytics.traces.readers`` when it can, else left out.
+    The ``instance`` column is written only when some row has one; spans, when there are
+    any, as ``spans.csv``.
     """
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
@@ -203,35 +207,16 @@ def _read_spans(root: Path) -> SpanBatch | None:
     if len(present) > 1:
         raise CaseError(f"{root}: holds both spans.csv and spans.json; keep one of them")
     path = present[0]
-    readers = _readers()
-    if readers is None:
-        warnings.warn(
-            f"{path}: ignored: reading spans is not yet supported by this keiko; "
-            "the ranking uses the metrics (and graph) only",
-            CaseWarning,
-            stacklevel=3,
-        )
-        return None
-    read = readers.read_spans_csv if path.suffix == ".csv" else readers.read_spans_json
+    read = read_spans_csv if path.suffix == ".csv" else read_spans_json
     try:
         return read(path)
-    except (OSError, ValueError) as exc:
+    except SpansFileError as exc:
         text = str(exc)
         raise CaseError(text if str(path) in text else f"{path}: {text}") from None
 
 
-def _readers() -> ModuleType | None:
-    """The span file readers, None while this keiko has none (they land separately)."""
-    try:
-        return importlib.import_module("analytics.traces.readers")
-    except ModuleNotFoundError:
-        return None
-
-
 def _write_spans(root: Path, spans: SpanBatch) -> None:
-    readers = _readers()
-    if readers is None:
-        return
-    write = getattr(readers, "write_spans_csv", None)
-    if write is not None:
-        write(root / SPAN_FILES[0], spans)
+    stale = root / SPAN_FILES[1]
+    if stale.exists():
+        stale.unlink()  # two span files would be refused on reading
+    write_spans_csv(root / SPAN_FILES[0], spans)

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analytics.rca import caseio
 from analytics.rca import cases as labelled
 from analytics.rca.caseio import CaseError, CaseWarning, read_case, write_case
 from analytics.rca.cases import petshop, sockshop
 from analytics.rca.model import Case
+from analytics.traces.spans import SpanBatch
 
 DATA = Path("/work/shared/data/rca")
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"{DATA} (public RCA data) is absent")
@@ -115,16 +115,38 @@ def test_graph_errors_name_the_line_and_column(tmp_path: Path) -> None:
     assert read_case(root).graph == [("a", "b"), ("b", "c")]
 
 
-def test_span_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    root = _write(tmp_path, "time,service,metric,value\n1,a,cpu,1\n")
-    (root / "spans.csv").write_text("trace_id,span_id\n")
-    (root / "spans.json").write_text("{}")
+def _spans() -> SpanBatch:
+    return SpanBatch(
+        trace_id=[bytes.fromhex("0af7651916cd43dd8448eb211c80319c")] * 2,
+        span_id=[bytes.fromhex("b7ad6b7169203331"), bytes.fromhex("00f067aa0ba902b7")],
+        parent_id=[b"", bytes.fromhex("b7ad6b7169203331")],
+        service=["front-end", "cart"],
+        name=["GET /cart", "SELECT"],
+        kind=np.array([2, 3], np.int8),
+        start_ns=np.array([1_700_000_000_000_000_000, 1_700_000_000_100_000_000], np.int64),
+        end_ns=np.array([1_700_000_000_900_000_000, 1_700_000_000_800_000_000], np.int64),
+        error=np.array([False, True]),
+        peer=["", "mysql"],
+        instance=["fe-1", "cart-2"],
+        node=["n1", "n1"],
+    )
+
+
+def test_spans_round_trip_and_span_file_errors(tmp_path: Path) -> None:
+    write_case(tmp_path, Case(_metrics(False), spans=_spans()))
+    assert (tmp_path / "spans.csv").exists()
+    back = read_case(tmp_path).spans
+    assert back is not None and len(back) == 2
+    assert back.span_id == _spans().span_id and back.parent_id == _spans().parent_id
+    assert back.error.tolist() == [False, True] and back.service == ["front-end", "cart"]
+    np.testing.assert_array_equal(back.end_ns, _spans().end_ns)
+    (tmp_path / "spans.json").write_text("{}")
     with pytest.raises(CaseError, match=r"both spans\.csv and spans\.json"):
-        read_case(root)
-    (root / "spans.json").unlink()
-    monkeypatch.setattr(caseio, "_readers", lambda: None)  # as before the readers existed
-    with pytest.warns(CaseWarning, match=r"spans\.csv: ignored: reading spans is not yet"):
-        assert read_case(root).spans is None
+        read_case(tmp_path)
+    (tmp_path / "spans.json").unlink()
+    (tmp_path / "spans.csv").write_text("trace_id,span_id\nab,cd\n")
+    with pytest.raises(CaseError, match=r"spans\.csv"):
+        read_case(tmp_path)
 
 
 @needs_data

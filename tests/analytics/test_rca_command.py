@@ -15,6 +15,7 @@ import pytest
 
 from analytics.rca.caseio import write_case
 from analytics.rca.model import Case
+from analytics.traces.spans import SpanBatch
 
 KEIKO = [sys.executable, "-m", "keiko.cli"]
 T0 = 1_700_000_000.0
@@ -106,6 +107,32 @@ def test_top_is_honoured_and_iso_times_mean_the_same_instant(case_dir: Path) -> 
 def test_a_different_culprit_changes_the_answer(tmp_path: Path) -> None:
     write_case(tmp_path, _case(culprit="payment"))
     assert _json(_rca(str(tmp_path), "--at", str(AT), "--json"))[0]["service"] == "payment"
+
+
+def test_spans_are_read_and_counted_and_a_bad_span_file_exits_2(tmp_path: Path) -> None:
+    case = _case()
+    end = int(AT * 1e9)
+    case.spans = SpanBatch(
+        trace_id=[b"\x01" * 16] * 2,
+        span_id=[b"\x02" * 8, b"\x03" * 8],
+        parent_id=[b"", b"\x02" * 8],
+        service=["front-end", "cart"],
+        name=["GET /cart", "GET /items"],
+        kind=np.array([2, 2], np.int8),
+        start_ns=np.array([end, end + 1000], np.int64),
+        end_ns=np.array([end + 9000, end + 8000], np.int64),
+        error=np.array([False, False]),
+        peer=["", ""],
+        instance=["front-end-7d9f", "cart-7d9f"],
+        node=["n1", "n1"],
+    )
+    write_case(tmp_path, case)
+    done = _rca(str(tmp_path), "--at", str(AT), "--json")
+    assert _json(done)[0]["service"] == "cart"
+    assert "from 4 services, 2 spans, 3 edges" in done.stderr
+    (tmp_path / "spans.csv").write_text("trace_id,span_id\n")
+    bad = _rca(str(tmp_path), "--at", str(AT))
+    assert bad.returncode == 2 and "spans.csv: line 1:" in bad.stderr
 
 
 def test_a_missing_column_exits_2_naming_file_column_and_fix(tmp_path: Path) -> None:
