@@ -198,8 +198,9 @@ def roots(batch: SpanBatch, links: TraceLinks) -> np.ndarray:
     cand = np.flatnonzero(links.parent < 0)
     dur = batch.duration_ns[cand]
     start = batch.start_ns[cand]
-    # A true root first, then the earliest, then the longest.
-    order = np.lexsort((-dur, start, ~links.true_root[cand], links.trace[cand]))
+    true = links.true_root[cand]
+    # A true root first, the earliest of them; else the longest fragment root.
+    order = np.lexsort((start, np.where(true, start, -dur), ~true, links.trace[cand]))
     cand = cand[order]
     _, first = np.unique(links.trace[cand], return_index=True)
     return cand[first]
@@ -213,7 +214,8 @@ class _Tree:
         n = len(batch)
         kids = np.flatnonzero(links.parent >= 0)
         par = links.parent[kids]
-        order = np.lexsort((-cend[kids], par))
+        # Latest end first; on a tie (children clipped to their parent's end) the longest.
+        order = np.lexsort((cstart[kids], -cend[kids], par))
         kids, par = kids[order], par[order]
         counts = np.bincount(par, minlength=n)
         lo = np.zeros(n, np.int64)
