@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                     checks.append(_cli_check(item, directory))
                 first = False
     except (ValueError, OSError) as exc:
-        print(f"rca_eval: {exc}", file=sys.stderr)
+        print(f"rca_eval: {exc} (--data must hold rcd-sockshop/ and petshop/)", file=sys.stderr)
         return 2
     total = time.perf_counter() - started
     report = _report(results, unscorable, checks, total)
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--dataset", choices=("sockshop", "petshop", "all"), default="all")
     parser.add_argument("--data", type=Path, default=DATA, help=f"default {DATA}")
