@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +30,7 @@ REQUIRED = ("trace_id", "span_id", "parent_span_id", "service", "name", "start_n
 OPTIONAL = ("status", "kind", "instance", "node", "peer")
 ERROR_STATUS = frozenset({"error", "status_code_error", "2"})
 OK_STATUS = frozenset({"", "ok", "unset", "status_code_ok", "status_code_unset", "0", "1"})
+FIELDS = "every row needs as many fields as the header (quote fields that hold commas)"
 KINDS: dict[str, int] = {}
 for _kind, _long in KIND_NAMES.items():
     KINDS[_long.lower()] = int(_kind)
@@ -46,18 +48,24 @@ def read_spans_csv(path: str | Path) -> SpanBatch:
     name = str(path)
     pos = _header(name, path)
     try:
-        frame = pd.read_csv(
-            path,
-            dtype=str,
-            na_filter=False,
-            encoding="utf-8",
-            skipinitialspace=True,
-        )
+        with warnings.catch_warnings():
+            # Only when the first row is longer than the header: pandas would drop data.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(
+                path,
+                dtype=str,
+                na_filter=False,
+                index_col=False,
+                encoding="utf-8",
+                skipinitialspace=True,
+            )
     except OSError as exc:
         raise SpansFileError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    except pd.errors.ParserWarning:
+        raise SpansFileError(f"{name}: line 2: more fields than the header; {FIELDS}") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise SpansFileError(
-            f"{name}: not a valid CSV file: {exc}; every row needs as many fields as the header"
+            f"{name}: not a valid CSV file: {str(exc).strip()}; {FIELDS}"
         ) from None
     frame.columns = [str(c).strip().lower() for c in frame.columns]
     return _batch(name, frame, pos)
