@@ -128,7 +128,8 @@ class IncidentStage(StreamWorker):
         except Exception:
             self.stats.analysis_failures += 1
             log.exception("incidents: analysis of %s failed (retried later)", incident.id)
-            incident.analysed_at = now
+            incident.analysed_at = now  # due again after `reanalyse`, as if it had grown
+            incident.analysed_anomalies = 0
             return None
         spans = window.case.spans
         if spans is not None:

@@ -25,7 +25,7 @@ from analytics.rca.deviation import ONSET_Z, Deviation, deviations
 from analytics.rca.graph import CallGraph
 from analytics.rca.metricclass import Signal
 from analytics.rca.model import Candidate, Case, Evidence
-from analytics.rca.tracesignals import trace_metrics
+from analytics.rca.tracesignals import ERROR_ORIGINS, SELF_TIME, trace_metrics
 
 PROPAGATING = (Signal.LATENCY, Signal.ERRORS)
 EXPLAINED_RATIO = 0.5  # a downstream move this large (relative) explains a symptom
@@ -62,12 +62,14 @@ def rank(case: Case, at: float, top: int = 5, symptom: str | None = None) -> lis
 def _signals(devs: list[Deviation]) -> dict[Signal, float]:
     best: dict[Signal, float] = {}
     for d in devs:
-        signal = Signal.RESOURCE if d.metric in SELF_TIME_METRICS else d.cls.signal
+        signal = Signal.RESOURCE if d.metric in LOCAL_METRICS else d.cls.signal
         best[signal] = max(best.get(signal, 0.0), d.strength)
     return best
 
 
-SELF_TIME_METRICS = frozenset({"trace.self_time", "trace.error_origins"})
+# Trace evidence of where time is spent and errors start: local to the service, like
+# resource saturation, so never discounted as a symptom of something downstream.
+LOCAL_METRICS = frozenset({SELF_TIME, ERROR_ORIGINS})
 
 
 def _scores(signals: dict[str, dict[Signal, float]], graph: CallGraph) -> dict[str, float]:
