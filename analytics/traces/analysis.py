@@ -13,6 +13,7 @@ Conventions:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, NamedTuple
@@ -137,7 +138,7 @@ def link(batch: SpanBatch) -> TraceLinks:
     return TraceLinks(trace, list(uniques), parent, true_root, depth)
 
 
-def _objects(values: list[bytes]) -> np.ndarray:
+def _objects(values: Sequence[object]) -> np.ndarray:
     out = np.empty(len(values), dtype=object)
     out[:] = values  # never a 2-D array of bytes, whatever the lengths
     return out
@@ -280,44 +281,33 @@ def summarise(batch: SpanBatch) -> list[TraceSummary]:
     if not len(batch):
         return []
     links = link(batch)
-    own = self_time(batch, links)
-    origin = error_origins(batch, links)
     root = roots(batch, links)
     tree = _Tree(batch, links)
-    services, service_names = pd.factorize(np.array(batch.service, dtype=object))
+    services, service_names = pd.factorize(_objects(batch.service))
     names = [str(x) for x in service_names]
-
-    per_service = _per_trace_service(links.trace, services, names, own)
-    start = np.full(links.traces, np.iinfo(np.int64).max)
-    np.minimum.at(start, links.trace, batch.start_ns)
-    last = np.full(links.traces, np.iinfo(np.int64).min)
-    np.maximum.at(last, links.trace, np.maximum(batch.end_ns, batch.start_ns))
-    errors = np.bincount(links.trace, weights=batch.error, minlength=links.traces) > 0
-    counts = np.bincount(links.trace, minlength=links.traces)
+    per_service = _per_trace_service(links.trace, services, names, self_time(batch, links))
+    start, duration, errors, counts = _per_trace(batch, links, root)
     origins: list[list[ErrorOrigin]] = [[] for _ in range(links.traces)]
-    for row in np.flatnonzero(origin).tolist():
+    for row in np.flatnonzero(error_origins(batch, links)).tolist():
         origins[links.trace[row]].append(
             ErrorOrigin(batch.service[row], batch.name[row], batch.span_id[row].hex())
         )
-
     out = []
     svc = services.tolist()
-    root_rows = root.tolist()
-    for t, r in enumerate(root_rows):
+    for t, r in enumerate(root.tolist()):
         path = tree.critical_path(r)
         path.reverse()
         segments, critical = _segments(batch, path, svc, names)
         spans, selfs = per_service[t]
-        whole = bool(links.true_root[r])
         out.append(
             TraceSummary(
                 trace_id=links.trace_ids[t].hex(),
                 root_service=batch.service[r],
                 root_name=batch.name[r],
-                start_ns=int(start[t]),
-                duration_ns=int(batch.duration_ns[r]) if whole else int(last[t] - start[t]),
-                error=bool(errors[t]),
-                span_count=int(counts[t]),
+                start_ns=start[t],
+                duration_ns=duration[t],
+                error=errors[t],
+                span_count=counts[t],
                 error_origins=origins[t],
                 self_ns=selfs,
                 critical_ns=critical,
@@ -326,6 +316,22 @@ def summarise(batch: SpanBatch) -> list[TraceSummary]:
             )
         )
     return out
+
+
+def _per_trace(
+    batch: SpanBatch, links: TraceLinks, root: np.ndarray
+) -> tuple[list[int], list[int], list[bool], list[int]]:
+    """Per trace: start (earliest span), duration, any error, span count."""
+    n = links.traces
+    start = np.full(n, np.iinfo(np.int64).max)
+    np.minimum.at(start, links.trace, batch.start_ns)
+    last = np.full(n, np.iinfo(np.int64).min)
+    np.maximum.at(last, links.trace, np.maximum(batch.end_ns, batch.start_ns))
+    whole = links.true_root[root]
+    duration = np.where(whole, batch.duration_ns[root], last - start)
+    errors = np.bincount(links.trace, weights=batch.error, minlength=n) > 0
+    counts = np.bincount(links.trace, minlength=n)
+    return start.tolist(), duration.tolist(), errors.tolist(), counts.tolist()
 
 
 def _per_trace_service(
