@@ -19,6 +19,7 @@ from analytics.rca.metricclass import MetricClass, Signal, classify
 
 MIN_BEFORE = 3  # normal points needed to judge a series at all
 ONSET_Z = 3.0
+RECENT = 2  # points just before `at` that show whether a series had moved already
 NORMAL_REACH = 0.99  # quantile of the normal period a move must pass to count fully
 
 
@@ -64,12 +65,20 @@ def series_deviation(
     before, after = values[times < at], values[times >= at]
     if len(before) < MIN_BEFORE or len(after) == 0:
         return None
+    # The last points before `at` are judged too: a series that had already moved there
+    # (a shift between the normal period and the problem's, noise at the boundary) did
+    # not move because of the problem, and its move after `at` counts that much less.
+    if len(before) >= MIN_BEFORE + RECENT:
+        before, recent = before[:-RECENT], before[-RECENT:]
+    else:
+        recent = before[:0]
     median = float(np.median(before))
     spread = _spread(before, median, cls.direction)
     if cls.signal == Signal.TRAFFIC:  # counts are Poisson-like: 0 -> 1 call is noise
         spread = max(spread, float(np.sqrt(abs(median))), 1.0 if median == 0 else 0.0)
-    z = (after - median) / spread
-    z = z * cls.direction if cls.direction else np.abs(z)
+    z = _bad_side((after - median) / spread, cls.direction)
+    already = max(0.0, float(_bad_side((recent - median) / spread, cls.direction).max(initial=0)))
+    z = z / (1.0 + already)
     k = int(np.argmax(z))
     peak = float(z[k])
     if peak <= 0:
@@ -77,6 +86,10 @@ def series_deviation(
     passed = np.flatnonzero(z >= max(ONSET_Z, peak / 2))
     onset = float(times[times >= at][passed[0]]) if len(passed) else float("nan")
     return peak, onset, median, float(after[k])
+
+
+def _bad_side(z: np.ndarray, direction: int) -> np.ndarray:
+    return z * direction if direction else np.abs(z)
 
 
 def deviations(metrics: pd.DataFrame, at: float) -> list[Deviation]:
