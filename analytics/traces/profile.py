@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from analytics.traces.analysis import TraceSummary
 
@@ -223,6 +224,43 @@ def _exemplar(s: TraceSummary, group: int, rank: int, n: int, service: str | Non
         reason=reason,
         critical_path=s.path_services(),
     )
+
+
+FRAME_COLUMNS = (
+    "time",
+    "trace_id",
+    "service",
+    "spans",
+    "self_s",
+    "critical_s",
+    "duration_s",
+    "error",
+    "origin",
+)
+
+
+def service_frame(summaries: Iterable[TraceSummary]) -> pd.DataFrame:
+    """One row per (trace, service touched), for analysis over time with pandas: ``time``
+    (the trace's start, unix s), ``trace_id``, ``service``, ``spans``, ``self_s``,
+    ``critical_s``, ``duration_s`` (the trace's), ``error`` (the trace failed) and
+    ``origin`` (the service is an error origin of the trace)."""
+    rows = [
+        (
+            s.start_ns / NS,
+            s.trace_id,
+            service,
+            spans,
+            s.self_ns.get(service, 0) / NS,
+            s.critical_ns.get(service, 0) / NS,
+            s.duration_ns / NS,
+            s.error,
+            service in origins,
+        )
+        for s in summaries
+        for origins in (s.origin_services,)
+        for service, spans in s.spans_per_service.items()
+    ]
+    return pd.DataFrame.from_records(rows, columns=list(FRAME_COLUMNS))
 
 
 def compare(before: TraceProfile, after: TraceProfile) -> dict[str, ServiceShift]:

@@ -19,7 +19,7 @@ from analytics.traces.analysis import (
     self_time,
     summarise,
 )
-from analytics.traces.profile import compare, exemplars, profile
+from analytics.traces.profile import compare, exemplars, profile, service_frame
 from analytics.traces.spans import SpanBatch
 
 # (trace, span, parent (0 = none), service, start, end[, error])
@@ -353,3 +353,16 @@ def test_compare_shows_the_shift() -> None:
     batch = shifts["batch"]  # only after: zero before, no ratio
     assert batch.self_s_before == 0 and batch.self_ratio is None
     assert json.loads(json.dumps(batch.to_json()))["self_ratio"] is None
+
+
+def test_service_frame_one_row_per_trace_and_service() -> None:
+    frame = service_frame(window())
+    assert len(frame) == 20 * 3 + 1
+    row = frame[(frame.trace_id == tid(11).hex()) & (frame.service == "payment")].iloc[0]
+    assert row.time == pytest.approx(200.0) and row.spans == 1
+    assert row.self_s == pytest.approx(0.2) and row.critical_s == pytest.approx(0.2)
+    assert row.duration_s == pytest.approx(0.204)
+    assert bool(row.error) and bool(row.origin)
+    front = frame[(frame.trace_id == tid(11).hex()) & (frame.service == "front")].iloc[0]
+    assert bool(front.error) and not bool(front.origin)
+    assert service_frame([]).columns.tolist()[:3] == ["time", "trace_id", "service"]
