@@ -29,7 +29,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (  # noqa: 
     ExportTraceServiceRequest,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue  # noqa: E402
-from opentelemetry.proto.trace.v1.trace_pb2 import Span  # noqa: E402
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status  # noqa: E402
 
 from analytics.spanmetrics.config import SpanMetricsConfig  # noqa: E402
 from analytics.spanmetrics.stage import SpanStage  # noqa: E402
@@ -46,7 +46,9 @@ def trace_spans(rng: random.Random, services: int, t0: int) -> list[tuple[str, S
     tid = os.urandom(16)
     out: list[tuple[str, Span]] = []
 
-    def span(svc: str, name: str, kind: int, parent: bytes, start: int, dur: int) -> bytes:
+    def span(
+        svc: str, name: str, kind: Span.SpanKind.ValueType, parent: bytes, start: int, dur: int
+    ) -> bytes:
         sid = os.urandom(8)
         s = Span(
             trace_id=tid,
@@ -58,7 +60,7 @@ def trace_spans(rng: random.Random, services: int, t0: int) -> list[tuple[str, S
             end_time_unix_nano=start + dur,
         )
         if rng.random() < 0.02:
-            s.status.code = 2
+            s.status.code = Status.STATUS_CODE_ERROR
         if kind == Span.SPAN_KIND_CLIENT:
             s.attributes.append(_kv("server.address", name.split(" ")[-1]))
             s.attributes.append(_kv("http.request.method", "GET"))

@@ -48,14 +48,18 @@ class SpanStage:
         self.graph = ServiceGraph(self.edges, g.wait, g.max_pending, g.root_client)
         self.skipped: Counter[str] = Counter()  # records not used, by reason
 
-    def observe_payloads(self, payloads: Iterable[bytes]) -> int:
-        """Decode and fold in trace requests (undecodable ones counted); spans seen."""
+    def observe_payloads(
+        self, payloads: Iterable[bytes], skipped: Counter[str] | None = None
+    ) -> int:
+        """Decode and fold in trace requests (undecodable ones counted in ``skipped``,
+        by default ``self.skipped``); spans seen."""
+        skipped = self.skipped if skipped is None else skipped
         batches = []
         for payload in payloads:
             try:
                 batches.append(decode_spans(payload))
             except Exception:  # DecodeError is a plain Exception subclass under upb
-                self.skipped["undecodable"] += 1
+                skipped["undecodable"] += 1
         batch = SpanBatch.concat(batches)
         self.observe(batch)
         return len(batch)
