@@ -151,14 +151,27 @@ def _depths(parent: np.ndarray) -> np.ndarray:
     while len(pending):
         up = depth[parent[pending]]
         done = up >= 0
-        if not done.any():
-            # What is left hangs off a cycle: cut every remaining link, each becomes a root.
-            parent[pending] = -1
-            depth[pending] = 0
-            break
-        depth[pending[done]] = up[done] + 1
-        pending = pending[~done]
+        if done.any():
+            depth[pending[done]] = up[done] + 1
+            pending = pending[~done]
+            continue
+        # All left are in a parent cycle or hang below one; the cycles' spans become roots
+        # and what hangs below them keeps its links.
+        cut = pending[_on_cycles(np.searchsorted(pending, parent[pending]))]
+        parent[cut] = -1
+        depth[cut] = 0
+        pending = pending[parent[pending] >= 0]
     return depth
+
+
+def _on_cycles(up: np.ndarray) -> np.ndarray:
+    """The nodes on cycles of the graph where node i points to ``up[i]`` (every node points
+    somewhere): a walk of ``len(up)`` steps up from anywhere ends on a cycle, and every
+    cycle node is the end of the walk from some node."""
+    hop, steps = up, 1
+    while steps < len(up):
+        hop, steps = hop[hop], steps * 2  # hop now jumps 2**k steps at once
+    return np.unique(hop)
 
 
 def self_time(batch: SpanBatch, links: TraceLinks) -> np.ndarray:

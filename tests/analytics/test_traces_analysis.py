@@ -164,11 +164,16 @@ def test_bad_data_does_not_break_the_walk() -> None:
         (1, 4, 3, "y", 12, 18),
         (1, 5, 5, "self", 1, 2),  # its own parent
         (1, 2, 1, "dup", 60, 70),  # a repeated span id
+        (1, 6, 4, "below", 13, 14),  # hangs below the cycle
+        (1, 7, 6, "deeper", 13, 14),
     ]
     batch = make(rows)
-    assert self_time(batch, link(batch))[1] == 0
+    links = link(batch)
+    assert self_time(batch, links)[1] == 0
+    assert links.parent.tolist() == [-1, 0, -1, -1, -1, 0, 3, 6]
+    assert links.depth.tolist() == [0, 1, 0, 0, 0, 1, 1, 2]
     s = one(rows)
-    assert s.span_count == 6
+    assert s.span_count == 8
     assert (s.root_service, s.duration_ns) == ("api", 100)
     assert sum(seg.critical_ns for seg in s.critical_path) == 100
     assert json.loads(json.dumps(s.to_json()))["critical_path"][0]["service"] == "api"
@@ -366,3 +371,22 @@ def test_service_frame_one_row_per_trace_and_service() -> None:
     front = frame[(frame.trace_id == tid(11).hex()) & (frame.service == "front")].iloc[0]
     assert bool(front.error) and not bool(front.origin)
     assert service_frame([]).columns.tolist()[:3] == ["time", "trace_id", "service"]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_random_parent_cycles_are_cut_only_on_the_cycle(seed: int) -> None:
+    rng = random.Random(seed)
+    n = rng.randint(1, 30)
+    wanted = [rng.choice([0, *range(1, n + 1)]) for _ in range(n)]  # may form cycles
+    links = link(make([(1, i + 1, p, "s", 0, 1) for i, p in enumerate(wanted)]))
+    parent, depth = links.parent.tolist(), links.depth.tolist()
+    for i, p in enumerate(parent):
+        assert depth[i] == (0 if p < 0 else depth[p] + 1)
+        if p >= 0:
+            assert p == wanted[i] - 1  # a kept link is the span's own
+        elif wanted[i]:  # a cut link: the span was on a cycle
+            seen, at = set(), i
+            while at not in seen and wanted[at]:
+                seen.add(at)
+                at = wanted[at] - 1
+            assert at == i
