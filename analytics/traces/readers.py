@@ -56,7 +56,7 @@ def read_spans_csv(path: str | Path) -> SpanBatch:
                 dtype=str,
                 na_filter=False,
                 index_col=False,
-                encoding="utf-8",
+                encoding="utf-8-sig",
                 skipinitialspace=True,
             )
     except OSError as exc:
@@ -74,7 +74,7 @@ def read_spans_csv(path: str | Path) -> SpanBatch:
 def _header(name: str, path: str | Path) -> dict[str, int]:
     """The 1-based position of each known column in the file's header."""
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
             header = next(csv.reader(handle), None)
     except OSError as exc:
         raise SpansFileError(f"{name}: cannot read: {exc.strerror or exc}") from None
@@ -127,12 +127,14 @@ def _integers(name: str, frame: pd.DataFrame, column: str, pos: dict[str, int]) 
         pass
     for row, text in enumerate(values):
         try:
-            int(text)
-        except (ValueError, OverflowError):
+            fits = -(2**63) <= int(text) < 2**63
+        except ValueError:
+            fits = False
+        if not fits:
             raise SpansFileError(
-                f"{name}: line {row + 2}, column {pos[column]} ({column}): {text!r} is not an "
-                "integer; write nanoseconds since the Unix epoch as a whole number"
-            ) from None
+                f"{name}: line {row + 2}, column {pos[column]} ({column}): {text!r} is not a "
+                "64-bit integer; write nanoseconds since the Unix epoch as a whole number"
+            )
     raise AssertionError("unreachable: astype failed but every cell parsed")
 
 

@@ -96,6 +96,12 @@ def test_csv_foreign_ids_keep_their_links(tmp_path: Path) -> None:
     assert s.critical_ns == {"front": 20, "api": 20, "db": 60}
 
 
+def test_csv_with_a_byte_order_mark(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_bytes(f"{HEADER}\n{T},01,,a,b,1,2\n".encode("utf-8-sig"))
+    assert read_spans_csv(path).service == ["a"]
+
+
 def test_csv_round_trip(tmp_path: Path) -> None:
     path = write(
         tmp_path,
@@ -120,7 +126,8 @@ def test_csv_round_trip(tmp_path: Path) -> None:
             "line 1: the header lacks the column(s) parent_span_id",
         ),
         ("", "the file is empty; expected a header trace_id,span_id"),
-        (f"{HEADER}\n{T},01,,a,b,12x,20\n", "line 2, column 6 (start_ns): '12x' is not an integer"),
+        (f"{HEADER}\n{T},01,,a,b,12x,20\n", "line 2, column 6 (start_ns): '12x' is not a 64-bit"),
+        (f"{HEADER}\n{T},01,,a,b,1,{10**19}\n", f"column 7 (end_ns): '{10**19}' is not a 64-bit"),
         (f"{HEADER}\n{T},01,,a,b,1,2\n{T},02,,a,b,1,\n", "line 3, column 7 (end_ns): ''"),
         (f"{HEADER}\n{T},,,a,b,1,2\n", "line 2, column 2 (span_id): empty"),
         (f"{HEADER},status\n{T},01,,a,b,1,2,BROKEN\n", "line 2, column 8 (status): unknown"),
