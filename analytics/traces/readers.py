@@ -99,7 +99,7 @@ def _batch(name: str, frame: pd.DataFrame, pos: dict[str, int]) -> SpanBatch:
     start = _integers(name, frame, "start_ns", pos)
     end = np.maximum(_integers(name, frame, "end_ns", pos), start)
     span_ids, parent_ids = _ids(_cells(frame, "span_id"), _cells(frame, "parent_span_id"))
-    (trace_ids,) = _ids(_cells(frame, "trace_id"))
+    trace_ids = _shared_ids(_cells(frame, "trace_id"))
     _require(name, trace_ids, "trace_id", pos)
     _require(name, span_ids, "span_id", pos)
     return SpanBatch(
@@ -156,6 +156,16 @@ def _ids(*columns: np.ndarray) -> list[list[bytes]]:
         return [[bytes.fromhex(v) for v in col] for col in columns]
     except ValueError:
         return [[v.encode("utf-8") for v in col] for col in columns]
+
+
+def _shared_ids(column: np.ndarray) -> list[bytes]:
+    """Like :func:`_ids` for one family, with one bytes object per distinct id: a trace id
+    repeats on every span of the trace (a twentieth of the memory for 20-span traces)."""
+    codes, uniques = pd.factorize(column)
+    distinct = np.empty(len(uniques), dtype=object)
+    distinct[:] = _ids(np.asarray(uniques, dtype=object))[0]
+    out: list[bytes] = distinct[codes].tolist()
+    return out
 
 
 def _mapped(
