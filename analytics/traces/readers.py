@@ -1,7 +1,8 @@
 """Span files for the offline tools: CSV (one span a row) and OTLP/JSON export requests.
 
 CSV header: ``trace_id,span_id,parent_span_id,service,name,start_ns,end_ns`` (any order,
-extra columns ignored) plus optional ``status``, ``kind``, ``instance``, ``node``, ``peer``.
+extra columns ignored) plus optional ``status``, ``kind``, ``instance``, ``node``, ``peer``;
+an empty service is ``unknown_service``, as in OTLP decoding.
 Ids are hex as OTLP writes them; files exported by other tools may use any text as ids,
 so when a column family (trace ids; span and parent ids together) is not all hex, that
 whole family is read as UTF-8 bytes instead: one rule per family keeps parent links intact.
@@ -22,7 +23,13 @@ import numpy as np
 import pandas as pd
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from analytics.traces.spans import KIND_NAMES, SpanBatch, SpanKind, decode_spans
+from analytics.traces.spans import (
+    KIND_NAMES,
+    UNKNOWN_SERVICE,
+    SpanBatch,
+    SpanKind,
+    decode_spans,
+)
 from keiko.errors import InvalidInput
 from keiko.otlp_json import json_to_proto
 
@@ -106,7 +113,7 @@ def _batch(name: str, frame: pd.DataFrame, pos: dict[str, int]) -> SpanBatch:
         trace_id=trace_ids,
         span_id=span_ids,
         parent_id=parent_ids,
-        service=frame["service"].tolist(),
+        service=[s or UNKNOWN_SERVICE for s in frame["service"].tolist()],
         name=frame["name"].tolist(),
         kind=_mapped(name, frame, "kind", pos, KINDS, np.int8, "SERVER, SPAN_KIND_CLIENT or 0-5"),
         start_ns=start,
@@ -241,22 +248,24 @@ def _requests(name: str, body: bytes) -> Iterator[tuple[str, bytes]]:
     """(where, OTLP/JSON bytes) of each request in the file."""
     try:
         data = json.loads(body)
-    except ValueError:
-        data = None  # perhaps JSON lines; each line is checked below
-    else:
-        if isinstance(data, list):
-            for i, item in enumerate(data):
-                yield f"item {i} of the list", json.dumps(item).encode()
-            return
-        yield "", body
+    except ValueError:  # perhaps JSON lines; each line is checked on its own
+        yield from _lines(name, body)
         return
-    for number, line in enumerate(body.splitlines(), start=1):
-        if line.strip():
-            yield f"line {number}", line
+    if isinstance(data, list):
+        for i, item in enumerate(data):
+            yield f"item {i} of the list", json.dumps(item).encode()
+    else:
+        yield "", body
+
+
+def _lines(name: str, body: bytes) -> Iterator[tuple[str, bytes]]:
     if not body.strip():
         raise SpansFileError(
             f"{name}: the file is empty; expected an OTLP/JSON ExportTraceServiceRequest"
         )
+    for number, line in enumerate(body.splitlines(), start=1):
+        if line.strip():
+            yield f"line {number}", line
 
 
 def _request(name: str, where: str, raw: bytes) -> ExportTraceServiceRequest:

@@ -98,8 +98,8 @@ def test_csv_foreign_ids_keep_their_links(tmp_path: Path) -> None:
 
 def test_csv_with_a_byte_order_mark(tmp_path: Path) -> None:
     path = tmp_path / "excel.csv"
-    path.write_bytes(f"{HEADER}\n{T},01,,a,b,1,2\n".encode("utf-8-sig"))
-    assert read_spans_csv(path).service == ["a"]
+    path.write_bytes(f"{HEADER}\n{T},01,,a,b,1,2\n{T},02,,,c,1,2\n".encode("utf-8-sig"))
+    assert read_spans_csv(path).service == ["a", "unknown_service"]
 
 
 def test_csv_round_trip(tmp_path: Path) -> None:
