@@ -101,7 +101,9 @@ class ServiceShift:
     origin_share_before: float
     origin_share_after: float
     origin_share_change: float
+    failing_origin_share_before: float
     failing_origin_share_after: float
+    failing_origin_share_change: float
     critical_s_before: float
     critical_s_after: float
     critical_increase_s: float
@@ -279,7 +281,9 @@ def compare(before: TraceProfile, after: TraceProfile) -> dict[str, ServiceShift
             origin_share_before=old.origin_share,
             origin_share_after=new.origin_share,
             origin_share_change=new.origin_share - old.origin_share,
+            failing_origin_share_before=old.failing_origin_share,
             failing_origin_share_after=new.failing_origin_share,
+            failing_origin_share_change=new.failing_origin_share - old.failing_origin_share,
             critical_s_before=old.critical_s_mean,
             critical_s_after=new.critical_s_mean,
             critical_increase_s=new.critical_s_mean - old.critical_s_mean,

@@ -349,6 +349,7 @@ def test_compare_shows_the_shift() -> None:
     assert pay.self_increase_s == pytest.approx(0.1995)
     assert pay.self_ratio == pytest.approx(40.9)
     assert pay.origin_share_change == pytest.approx(0.4)
+    assert pay.failing_origin_share_change == pytest.approx(1.0)
     assert pay.critical_increase_s == pytest.approx(0.1995)
     assert pay.describe() == (
         "payment's self-time rose from 5 ms to 204 ms per trace; "
