@@ -45,7 +45,10 @@ class EmbeddedStore:
 
     def __init__(self, config: StoreConfig, *, read_only: bool | None = None) -> None:
         self.config = config
-        self.path = Path(config.embedded.path)
+        # Absolute now: bcc's compiler changes the process's working directory while it
+        # builds an eBPF probe (on another thread), and a relative path would then open
+        # files under the kernel headers.
+        self.path = Path(config.embedded.path).absolute()
         self.read_only = read_only
         self._sync = "FULL" if config.embedded.durability is Durability.POWER else "NORMAL"
         self._logs: dict[str, StreamLog] = {}
