@@ -28,12 +28,14 @@ from prometheus_client.registry import Collector
 from analytics.anomaly.events import encode_event
 from analytics.incidents.config import IncidentsConfig
 from analytics.incidents.grouping import Incident, IncidentBook
-from analytics.incidents.report import anomaly_of, exemplars, incident_event
+from analytics.incidents.report import anomaly_of, incident_event
 from analytics.incidents.window import read_window
 from analytics.rca.graph import CallGraph
 from analytics.rca.rank import rank
 from analytics.stream.export import gauge, worker_metrics
 from analytics.stream.worker import StreamWorker, WorkerStats
+from analytics.traces.analysis import summarise
+from analytics.traces.profile import exemplars
 from keiko.components import ComponentSpec, Context
 from keiko.records import Kind, NewRecord, Record, Stream
 
@@ -134,8 +136,10 @@ class IncidentStage(StreamWorker):
         spans = window.case.spans
         if spans is not None:
             self.graph.add_spans(spans)
-        for a in incident.anomalies:
-            a["exemplars"] = exemplars(spans, a["service"], a["onset"] - 60, c.exemplars)
+            summaries = await asyncio.to_thread(summarise, spans)
+            for a in incident.anomalies:  # the traces of the anomaly's service since its onset
+                found = exemplars(summaries, a["service"], a["onset"], None, c.exemplars)
+                a["exemplars"] = [e.to_json() for e in found]
         incident.root_causes = [cand.to_json() for cand in causes]
         incident.version += 1
         incident.analysed_at = now

@@ -6,10 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-
 from analytics.incidents.grouping import Incident
-from analytics.traces.spans import SpanBatch
 from keiko.humanize import rfc3339
 
 
@@ -32,40 +29,6 @@ def anomaly_of(event: dict[str, Any]) -> dict[str, Any]:
         "value": event.get("value"),
         "expected_range": event.get("expected_range"),
     }
-
-
-def exemplars(
-    spans: SpanBatch | None, service: str, start_s: float, k: int
-) -> list[dict[str, Any]]:
-    """Traces through ``service`` since ``start_s``: failing ones first, then the slowest."""
-    if spans is None or not len(spans) or k == 0:
-        return []
-    rows = [i for i, s in enumerate(spans.service) if s == service]
-    if not rows:
-        return []
-    mine = spans.take(rows)
-    traces = sorted(set(mine.trace_id))
-    index = {t: i for i, t in enumerate(traces)}
-    ids = np.array([index[t] for t in mine.trace_id])
-    failing = np.zeros(len(traces), bool)
-    np.logical_or.at(failing, ids, mine.error)
-    start = np.full(len(traces), np.iinfo(np.int64).max)
-    np.minimum.at(start, ids, mine.start_ns)
-    end = np.zeros(len(traces), np.int64)
-    np.maximum.at(end, ids, mine.end_ns)
-    longest = end - start
-    keep = start >= start_s * 1e9
-    order = sorted(np.flatnonzero(keep).tolist(), key=lambda i: (not failing[i], -longest[i]))
-    return [
-        {
-            "trace_id": traces[i].hex(),
-            "time": _time(start[i] / 1e9),
-            "duration_s": round(float(longest[i]) / 1e9, 6),
-            "error": bool(failing[i]),
-            "reason": f"failed in {service}" if failing[i] else f"slowest in {service}",
-        }
-        for i in order[:k]
-    ]
 
 
 def summary(incident: Incident, causes: list[dict[str, Any]]) -> str:

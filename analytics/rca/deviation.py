@@ -19,6 +19,9 @@ from analytics.rca.metricclass import MetricClass, Signal, classify
 
 MIN_BEFORE = 3  # normal points needed to judge a series at all
 ONSET_Z = 3.0
+# A series that never moved before (a flat zero) has no spread to speak of: any move is
+# "far outside anything seen", and beyond this many spreads the number means nothing.
+Z_MAX = 1000.0
 RECENT = 2  # points just before `at` that show whether a series had moved already
 NORMAL_REACH = 0.99  # quantile of the normal period a move must pass to count fully
 
@@ -78,7 +81,7 @@ def series_deviation(
         spread = max(spread, float(np.sqrt(abs(median))), 1.0 if median == 0 else 0.0)
     z = _bad_side((after - median) / spread, cls.direction)
     already = max(0.0, float(_bad_side((recent - median) / spread, cls.direction).max(initial=0)))
-    z = z / (1.0 + already)
+    z = np.minimum(z / (1.0 + already), Z_MAX)
     k = int(np.argmax(z))
     peak = float(z[k])
     if peak <= 0:

@@ -1,9 +1,10 @@
 """What a metric measures, from its name: which way is bad and how much it says about a cause.
 
 Resource saturation (CPU, memory, disk) points at the service it is measured on; latency
-and errors propagate from callee to caller, so they count as a cause only where no callee
-shows the same; traffic changes are mostly effects. Names from Prometheus, OTel and the
-benchmark exports differ, so the match is on name tokens, most specific first.
+(and requests in flight, which grow with it) and errors propagate from callee to caller,
+so they count as a cause only where no callee shows the same; traffic changes are mostly
+effects. Names from Prometheus, OTel and the benchmark exports differ, so the match is on
+name tokens, most specific first.
 """
 
 from __future__ import annotations
@@ -116,6 +117,12 @@ _RULES: tuple[tuple[frozenset[str], MetricClass], ...] = (
                 "self",
                 "wait",
                 "delay",
+                "inflight",
+                "concurrency",
+                "concurrent",
+                "active",
+                "pending",
+                "backlog",
             }
         ),
         MetricClass(Signal.LATENCY, 1, 1.0),

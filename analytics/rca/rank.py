@@ -26,6 +26,10 @@ from analytics.rca.graph import CallGraph
 from analytics.rca.metricclass import Signal
 from analytics.rca.model import Candidate, Case, Evidence
 from analytics.rca.tracesignals import ERROR_ORIGINS, SELF_TIME, trace_metrics
+from analytics.traces.analysis import summarise
+from analytics.traces.profile import exemplars
+from analytics.traces.spans import SpanBatch
+from keiko.humanize import rfc3339
 
 PROPAGATING = (Signal.LATENCY, Signal.ERRORS)
 EXPLAINED_RATIO = 0.5  # a downstream move this large (relative) explains a symptom
@@ -33,6 +37,7 @@ SYMPTOM_DISCOUNT = 0.35  # what is left of an explained latency/error signal
 OTHERS_SHARE = 0.25
 ONSET_BONUS = 0.1  # of the best score, for the earliest onset among close candidates
 EVIDENCE_PER_CANDIDATE = 4
+EXEMPLARS = 3
 
 
 def rank(case: Case, at: float, top: int = 5, symptom: str | None = None) -> list[Candidate]:
@@ -56,7 +61,30 @@ def rank(case: Case, at: float, top: int = 5, symptom: str | None = None) -> lis
     _onset_bonus(scores, by_service)
     ordered = sorted(scores, key=lambda s: (-scores[s], s))[:top]
     source = symptom or _symptom(signals, graph)
-    return [_candidate(s, scores[s], by_service[s], graph, source) for s in ordered]
+    out = [_candidate(s, scores[s], by_service[s], graph, source) for s in ordered]
+    if case.spans is not None and len(case.spans):
+        _trace_evidence(out, case.spans, at)
+    return out
+
+
+def _trace_evidence(candidates: list[Candidate], spans: SpanBatch, at: float) -> None:
+    """Example traces through each candidate since ``at``: where it is the error origin
+    first, then other failing traces, then the slowest."""
+    after = np.flatnonzero(spans.start_ns >= at * 1e9)
+    summaries = summarise(spans.take(after)) if len(after) else []
+    for c in candidates:
+        found = exemplars(summaries, c.service, at, None, EXEMPLARS)
+        if not found:
+            continue
+        ids = [e.trace_id for e in found]
+        c.evidence.append(
+            Evidence(
+                "traces",
+                f"{len(ids)} example traces through {c.service}: {found[0].reason}",
+                0.0,
+                {"trace_ids": ids, "exemplars": [e.to_json() for e in found]},
+            )
+        )
 
 
 def _signals(devs: list[Deviation]) -> dict[Signal, float]:
@@ -133,7 +161,7 @@ def _candidate(
 
 
 def _evidence(d: Deviation) -> Evidence:
-    when = "" if not math.isfinite(d.onset) else f" from {d.onset:.0f}"
+    when = "" if not math.isfinite(d.onset) else f" from {rfc3339(round(d.onset * 1e9))}"
     summary = (
         f"{d.metric}{f' on {d.instance}' if d.instance else ''} moved from "
         f"{_fmt(d.normal)} to {_fmt(d.peak)} ({d.z:.1f} normal spreads){when}"

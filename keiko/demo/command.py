@@ -26,6 +26,7 @@ FLUSH_TIMEOUT_S = 15.0
 MAX_READ_RECORDS = 20_000  # per stream; beyond, the store's own counts are used
 PROGRESS_EVERY_S = 5.0
 ANOMALY_WAIT_S = 15.0
+INCIDENT_WAIT_S = 45.0
 
 DESCRIPTION = """\
 Start a small shop made of five services that call each other over HTTP on loopback:
@@ -35,9 +36,11 @@ attributes). Each service is instrumented with the OpenTelemetry SDK and sends i
 metrics and logs with the SDK's OTLP exporters to a running keiko. A load generator sends
 --rate requests per second for --duration; then the demo asks keiko's API what it stored
 and shows it: spans, errors and latency per service, the calls between services, metrics,
-logs, one trace as a tree, and the anomalies keiko's detectors reported on the events
+logs, one trace as a tree, the anomalies keiko's detectors reported on the events
 stream (they learn each series' normal behaviour first: start a fault after about 35 s to
-see it flagged).
+see it flagged), and the incident keiko opened from them: its ranked root causes with
+their evidence and example traces (it waits for the incident's analysis, which starts
+once the incident has settled, 20 s by default).
 
 --fault makes one service (or the fake redis / model-api) slow or failing, to see how that
 shows up in keiko: SERVICE:latency=200ms, SERVICE:errors=0.3 (a share of requests fails),
@@ -54,7 +57,8 @@ examples:
   keiko demo --fault payment:errors=0.3         30% of the payment calls fail
   keiko demo --fault cart:latency=200ms,after=10s --duration 30
   keiko demo --fault cart:latency=200ms,after=35s --duration 50
-                                                the detectors learn 35 s, then flag cart
+                                                the detectors learn 35 s, then flag cart;
+                                                the incident names cart as the cause
   keiko demo --json > demo.json                 machine-readable summary on stdout
   keiko demo --otlp-endpoint https://keiko.example:4317 --api https://keiko.example:8470 \\
              --ca ca.pem --token "$TOKEN"
@@ -258,6 +262,7 @@ def _run(
     try:
         if faults:
             _await_anomalies(console, api, start.get("events", 1), set(faults))
+            _await_incident(console, api, start.get("events", 1), set(faults))
         after = stream_figures(api.stats())
         received = read_received(
             api, start, shop.instance_ids(), MAX_READ_RECORDS, set(SERVICES) | set(faults)
@@ -297,6 +302,21 @@ def _await_anomalies(console: Console, api: ApiClient, start: int, faulty: set[s
     deadline = time.monotonic() + ANOMALY_WAIT_S
     while time.monotonic() < deadline:
         if read_anomalies(api, start, faulty, MAX_READ_RECORDS):
+            return
+        time.sleep(1.0)
+
+
+def _await_incident(console: Console, api: ApiClient, start: int, faulty: set[str]) -> None:
+    """keiko opens an incident from the anomalies and ranks root causes once it settled
+    (analytics.incidents.settle, 20 s by default): wait for that analysis."""
+    from keiko.demo.received import read_anomalies, read_incidents
+
+    if not read_anomalies(api, start, faulty, MAX_READ_RECORDS):
+        return  # no anomaly, so no incident to wait for
+    console.say(f"waiting up to {INCIDENT_WAIT_S:.0f} s for keiko to analyse the incident")
+    deadline = time.monotonic() + INCIDENT_WAIT_S
+    while time.monotonic() < deadline:
+        if read_incidents(api, start, faulty, MAX_READ_RECORDS):
             return
         time.sleep(1.0)
 

@@ -124,6 +124,7 @@ class Received:
     records: Counter[str] = field(default_factory=Counter)  # records read, by stream
     truncated: bool = False  # stopped at the read limit: counts are a lower bound
     anomalies: list[dict[str, Any]] = field(default_factory=list)  # events of this run's services
+    incidents: list[dict[str, Any]] = field(default_factory=list)  # latest version of each
 
     def items(self) -> dict[str, int]:
         """Items found per stream (spans, data points, log records)."""
@@ -239,6 +240,7 @@ def read_received(
                 received.add(stream, record.get("payload") or {}, instances)
         received.truncated |= received.records[stream] >= max_records
     received.anomalies = read_anomalies(api, start.get("events", 1), services, max_records)
+    received.incidents = read_incidents(api, start.get("events", 1), services, max_records)
     return received
 
 
@@ -262,6 +264,30 @@ def read_anomalies(
         ):
             found[str(event.get("id"))] = event
     return sorted(found.values(), key=lambda e: (e.get("onset_unix_nano") or 0, e["id"]))
+
+
+def read_incidents(
+    api: ApiClient, start: int, services: Set[str], max_records: int
+) -> list[dict[str, Any]]:
+    """The latest analysed version of each incident since offset ``start`` that involves
+    ``services`` (keiko's incident stage writes a new version as anomalies join)."""
+    from keiko.demo.api import ApiError
+
+    latest: dict[str, dict[str, Any]] = {}
+    try:
+        records = list(api.records("events", start, max_records))
+    except ApiError:
+        return []
+    for record in records:
+        event = record.get("payload")
+        if not isinstance(event, dict) or event.get("type") != "incident":
+            continue
+        if not set(event.get("services") or ()) & set(services) or not event.get("root_causes"):
+            continue
+        known = latest.get(str(event.get("id")))
+        if known is None or event.get("version", 0) >= known.get("version", 0):
+            latest[str(event.get("id"))] = event
+    return sorted(latest.values(), key=lambda e: str(e.get("opened")))
 
 
 def tree_lines(spans: list[SpanView]) -> list[str]:

@@ -10,6 +10,7 @@ from keiko.demo.received import KIND_NAMES, Received, SpanView, tree_lines
 
 AGENT = "llm-agent"
 MAX_ANOMALY_LINES = 12
+MAX_CAUSES, MAX_EVIDENCE, MAX_EXEMPLARS = 3, 2, 3
 RESOURCE_PREFIXES = ("service.", "telemetry.", "host.", "process.", "os.", "k8s.", "container.")
 ITEM_WORDS = {"traces": "spans", "metrics": "metric points", "logs": "log records"}
 
@@ -112,6 +113,7 @@ class RunResult:
                 "logs_with_trace": self.received.logs_with_trace,
                 "traces": len(self.received.traces()),
                 "anomalies": self.received.anomalies,
+                "incidents": self.received.incidents,
             },
             "sample_traces": [
                 [
@@ -147,7 +149,7 @@ class RunResult:
         )
         lines.append(f"Acknowledged by keiko (of sent): {exported}")
         lines += self._store_lines() + self._service_lines() + self._signal_lines()
-        lines += self._anomaly_lines() + self._trace_lines()
+        lines += self._anomaly_lines() + self._incident_lines() + self._trace_lines()
         problems = self.problems()
         lines.append("")
         if problems:
@@ -228,6 +230,30 @@ class RunResult:
             )
         if len(anomalies) > MAX_ANOMALY_LINES:
             lines.append(f"  ... and {len(anomalies) - MAX_ANOMALY_LINES} more (--json lists all)")
+        return lines
+
+    def _incident_lines(self) -> list[str]:
+        lines = []
+        for incident in self.received.incidents:
+            lines += [
+                "",
+                f"Incident {incident.get('id')} (v{incident.get('version')}): "
+                f"{incident.get('summary', '')}",
+                "  Ranked root causes:",
+            ]
+            for k, cause in enumerate(incident.get("root_causes", [])[:MAX_CAUSES], 1):
+                fault = "   <- fault" if cause.get("service") in self.faults else ""
+                score = cause.get("score", 0)
+                lines.append(f"  {k}. {cause.get('service')} (score {score:.2f}){fault}")
+                evidence = cause.get("evidence", [])
+                for ev in [e for e in evidence if e.get("kind") != "traces"][:MAX_EVIDENCE]:
+                    lines.append(f"       - {ev.get('summary', '')}")
+                for ev in [e for e in evidence if e.get("kind") == "traces"][:1]:
+                    shown = ", ".join(
+                        f"{x['trace_id']} ({x['duration_s'] * 1000:.0f} ms)"
+                        for x in ev.get("exemplars", [])[:MAX_EXEMPLARS]
+                    )
+                    lines.append(f"       - traces: {shown}")
         return lines
 
     def sample_traces(self) -> list[list[SpanView]]:
