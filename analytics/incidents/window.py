@@ -8,14 +8,16 @@ newest records are kept when the window holds more.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from analytics.rca.model import Case
+from analytics.rca.model import NODE_PREFIX, Case
 from analytics.series.decode import MetricsDecoder
 from analytics.series.table import SeriesTable
+from analytics.series.types import SeriesInfo
 from analytics.traces.spans import SpanBatch, decode_spans
 from keiko.records import Kind, Record, Stream
 from keiko.store.base import Store
@@ -23,6 +25,9 @@ from keiko.store.base import Store
 PAGE = 500
 INSTANCE_LABELS = ("k8s.pod.name", "service.instance.id", "host.name")
 MAX_SERIES = 20_000
+# The eBPF node agent's resource service.name (ebpf/encode.py): its series are about the
+# pods (cgroup attributes) or the node, never about the agent itself.
+AGENT_SERVICE = "keiko-ebpf"
 
 
 @dataclass
@@ -74,10 +79,12 @@ def metrics_frame(records: list[Record]) -> tuple[pd.DataFrame, int]:
         return Case.empty_metrics(), 0
     series = np.concatenate([b.series for b in parts])
     ids = np.unique(series).tolist()
-    info = {sid: table.info(sid) for sid in ids}
-    services = {s: (i.service if i else "") for s, i in info.items()}
-    metric = {s: (i.metric if i else "") for s, i in info.items()}
-    instance = {s: _instance(i.labels) if i else "" for s, i in info.items()}
+    info = {sid: i for sid in ids if (i := table.info(sid)) is not None}
+    pods = _pod_services(info.values())
+    subject = {sid: _subject(i, pods) for sid, i in info.items()}
+    services = {s: subject.get(s, ("", ""))[0] for s in ids}
+    instance = {s: subject.get(s, ("", ""))[1] for s in ids}
+    metric = {s: (info[s].metric if s in info else "") for s in ids}
     frame = pd.DataFrame(
         {
             "time": np.concatenate([b.times for b in parts]),
@@ -92,6 +99,34 @@ def metrics_frame(records: list[Record]) -> tuple[pd.DataFrame, int]:
 
 def _instance(labels: dict[str, str]) -> str:
     return next((labels[k] for k in INSTANCE_LABELS if labels.get(k)), "")
+
+
+def _observed_by_agent(info: SeriesInfo) -> bool:
+    """A series the node agent measured about someone else (a pod, or the node itself):
+    its resource ``service.name`` is the agent's, not the subject's."""
+    return info.service == AGENT_SERVICE or "cgroup.path" in info.labels
+
+
+def _pod_services(infos: Iterable[SeriesInfo]) -> dict[str, str]:
+    """Pod name -> service name, from the applications' own telemetry in the window."""
+    return {
+        i.labels["k8s.pod.name"]: i.service
+        for i in infos
+        if i.service and i.labels.get("k8s.pod.name") and not _observed_by_agent(i)
+    }
+
+
+def _subject(info: SeriesInfo, pods: dict[str, str]) -> tuple[str, str]:
+    """(service, instance) a series is about: an agent's series about a pod belongs to the
+    pod's service; one about no pod belongs to the node (``node:<name>``)."""
+    labels = info.labels
+    if not _observed_by_agent(info):
+        return info.service, _instance(labels)
+    pod = labels.get("k8s.pod.name", "")
+    if pod:
+        return pods.get(pod) or labels.get("k8s.container.name") or pod, pod
+    node = labels.get("k8s.node.name") or labels.get("host.name") or "unknown"
+    return f"{NODE_PREFIX}{node}", node
 
 
 async def read_window(

@@ -10,6 +10,10 @@ import pandas as pd
 from analytics.traces.spans import SpanBatch
 
 METRIC_COLUMNS = ("time", "service", "metric", "value", "instance")
+# The `service` of a series about a node rather than a service (e.g. "node:worker-3"):
+# a node is a candidate cause through its saturation, not through the latency or traffic
+# of everything that runs on it.
+NODE_PREFIX = "node:"
 
 
 @dataclass

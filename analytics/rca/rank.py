@@ -24,7 +24,7 @@ import numpy as np
 from analytics.rca.deviation import ONSET_Z, Deviation, deviations
 from analytics.rca.graph import CallGraph
 from analytics.rca.metricclass import Signal
-from analytics.rca.model import Candidate, Case, Evidence
+from analytics.rca.model import NODE_PREFIX, Candidate, Case, Evidence
 from analytics.rca.tracesignals import ERROR_ORIGINS, SELF_TIME, trace_metrics
 from analytics.traces.analysis import summarise
 from analytics.traces.profile import exemplars
@@ -57,6 +57,11 @@ def rank(case: Case, at: float, top: int = 5, symptom: str | None = None) -> lis
     if not by_service:
         return []
     signals = {s: _signals(ds) for s, ds in by_service.items()}
+    for node in [s for s in signals if s.startswith(NODE_PREFIX)]:
+        signals[node] = {k: v for k, v in signals[node].items() if k == Signal.RESOURCE}
+        by_service[node] = [d for d in by_service[node] if d.cls.signal == Signal.RESOURCE]
+        if not signals[node]:
+            del signals[node], by_service[node]
     scores = _scores(signals, graph)
     _onset_bonus(scores, by_service)
     ordered = sorted(scores, key=lambda s: (-scores[s], s))[:top]
@@ -130,7 +135,13 @@ def _onset_bonus(scores: dict[str, float], by_service: dict[str, list[Deviation]
 
 
 def _onset(devs: list[Deviation]) -> float:
-    times = [d.onset for d in devs if d.z >= ONSET_Z and math.isfinite(d.onset)]
+    """When the service's main moves began (its weak ones are noise, early or late)."""
+    strongest = max((d.strength for d in devs), default=0.0)
+    times = [
+        d.onset
+        for d in devs
+        if d.z >= ONSET_Z and d.strength >= 0.5 * strongest and math.isfinite(d.onset)
+    ]
     return min(times, default=math.inf)
 
 
