@@ -123,9 +123,13 @@ class GraphStats:
 class _Cols:
     """A batch's columns as Python lists (indexing a list is cheaper than a numpy array)."""
 
-    __slots__ = ("duration", "durations", "end", "error", "kind")
+    __slots__ = ("code", "duration", "durations", "end", "ends", "error", "errors", "kind", "names")
 
     def __init__(self, batch: SpanBatch) -> None:
+        codes: dict[str, int] = {}
+        self.code = np.array([codes.setdefault(s, len(codes)) for s in batch.service], np.int64)
+        self.names = list(codes)  # by service code
+        self.ends, self.errors = batch.end_ns, batch.error
         self.durations = batch.duration_ns
         self.duration: list[int] = self.durations.tolist()
         self.end: list[int] = batch.end_ns.tolist()
@@ -142,6 +146,10 @@ class _Pairs:
     client_ns: list[int] = field(default_factory=list)
     server_ns: list[int] = field(default_factory=list)
     ends: list[int] = field(default_factory=list)
+    # pairs found vectorised: (distinct edges, per pair: index into them, columns)
+    chunks: list[
+        tuple[list[EdgeKey], np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    ] = field(default_factory=list)
 
     def add(self, key: EdgeKey, failed: bool, client_ns: int, server_ns: int, end: int) -> None:
         self.keys.append(key)
@@ -149,6 +157,21 @@ class _Pairs:
         self.client_ns.append(client_ns)
         self.server_ns.append(server_ns)
         self.ends.append(end)
+
+    def chunk(
+        self,
+        names: list[str],
+        client: np.ndarray,
+        server: np.ndarray,
+        connection_type: str,
+        *columns: np.ndarray,
+    ) -> None:
+        """Pairs as columns, client and server given as indices into ``names``."""
+        width = len(names)
+        distinct, inverse = np.unique(client * width + server, return_inverse=True)
+        keys = [(names[k // width], names[k % width], connection_type) for k in distinct.tolist()]
+        failed, client_ns, server_ns, ends = columns
+        self.chunks.append((keys, inverse.reshape(-1), failed, client_ns, server_ns, ends))
 
 
 class ServiceGraph:
@@ -198,8 +221,8 @@ class ServiceGraph:
         cols = _Cols(batch)
         durations, errors = cols.duration, cols.error
         paired_parent = self._in_batch(batch, cols, parent, is_client, is_server, pairs)
-        has_parent = np.array([bool(p) for p in pids])
-        self._roots(batch, cols, has_parent, is_server, pairs)
+        has_parent = np.fromiter(map(bool, pids), bool, n)
+        self._roots(cols, has_parent, is_server, pairs)
         # children whose parent is not in this fetch: a waiting client, or they wait
         outside = np.flatnonzero(has_parent & (parent < 0)).tolist()
         waiting_parents = self.clients.keys() & {pkeys[i] for i in outside}
@@ -240,9 +263,7 @@ class ServiceGraph:
         pairs: _Pairs,
     ) -> np.ndarray:
         """Pairs whose both spans are in the fetch; per span: was it paired as a parent."""
-        services = batch.service
-        codes: dict[str, int] = {}
-        code = np.array([codes.setdefault(s, len(codes)) for s in services], np.int64)
+        code, names = cols.code, cols.names
         child = np.flatnonzero(parent >= 0)
         par = parent[child]
         cross = (code[par] != code[child]) | (is_client[par] & is_server[child])
@@ -251,34 +272,39 @@ class ServiceGraph:
         paired[par] = True
         if not len(child):
             return paired
-        names = list(codes)
         durations = cols.durations
-        client_ns = np.where(is_client[par], durations[par], -1).tolist()
-        server_ns = durations[child].tolist()
-        failed = (batch.error[par] | batch.error[child]).tolist()
-        ends = batch.end_ns[child].tolist()
+        client_ns = np.where(is_client[par], durations[par], -1)
+        failed = batch.error[par] | batch.error[child]
+        pc, cc = code[par], code[child]
+        pairs.chunk(names, pc, cc, "", failed, client_ns, durations[child], batch.end_ns[child])
         peer = batch.peer
-        rows = zip(par.tolist(), code[par].tolist(), code[child].tolist(), strict=True)
-        for k, (p, c, s) in enumerate(rows):
-            edge = (names[c], names[s], "")
-            pairs.add(edge, failed[k], client_ns[k], server_ns[k], ends[k])
-            if peer[p]:
-                self._remember_peer(peer[p], edge, names[c])
+        callers = is_client[par]
+        rows = zip(par[callers].tolist(), pc[callers].tolist(), cc[callers].tolist(), strict=True)
+        named = {(peer[p], c, s) for p, c, s in rows if peer[p]}
+        for name, c, s in named:
+            self._remember_peer(name, (names[c], names[s], ""), names[c])
         return paired
 
     def _roots(
-        self,
-        batch: SpanBatch,
-        cols: _Cols,
-        has_parent: np.ndarray,
-        is_server: np.ndarray,
-        pairs: _Pairs,
+        self, cols: _Cols, has_parent: np.ndarray, is_server: np.ndarray, pairs: _Pairs
     ) -> None:
         if not self.root_client:
             return
-        for i in np.flatnonzero(is_server & ~has_parent).tolist():
-            edge = (self.root_client, batch.service[i], "virtual_node")
-            pairs.add(edge, cols.error[i], -1, cols.duration[i], cols.end[i])
+        roots = np.flatnonzero(is_server & ~has_parent)
+        if not len(roots):
+            return
+        names = [*cols.names, self.root_client]
+        client = np.full(len(roots), len(names) - 1)
+        pairs.chunk(
+            names,
+            client,
+            cols.code[roots],
+            "virtual_node",
+            cols.errors[roots],
+            np.full(len(roots), -1, np.int64),
+            cols.durations[roots],
+            cols.ends[roots],
+        )
 
     def _pair_waiting_client(
         self, c: _Waiting, batch: SpanBatch, cols: _Cols, i: int, pairs: _Pairs
@@ -329,21 +355,32 @@ class ServiceGraph:
                 self.stats.unpaired[("client" if client else "server", span.service)] += 1
 
     def _record(self, pairs: _Pairs) -> None:
-        if not pairs.keys:
+        found = len(pairs.keys) + sum(len(c[1]) for c in pairs.chunks)
+        if not found:
             self._new_peers = []
             return
         table = self.edges
         with table.lock:
-            ids = table.ids(pairs.keys)
+            ids = [table.ids(pairs.keys)]
+            failed = [np.array(pairs.failed, bool)]
+            client_ns = [np.array(pairs.client_ns, np.int64)]
+            server_ns = [np.array(pairs.server_ns, np.int64)]
+            ends = [np.array(pairs.ends, np.int64)]
+            for keys, inverse, f, c, s, e in pairs.chunks:
+                ids.append(table.ids(keys)[inverse])
+                failed.append(f)
+                client_ns.append(c)
+                server_ns.append(s)
+                ends.append(e)
             table.add(
-                ids,
-                np.array(pairs.failed, bool),
-                np.array(pairs.client_ns, np.int64),
-                np.array(pairs.server_ns, np.int64),
-                np.array(pairs.ends, np.int64),
+                np.concatenate(ids),
+                np.concatenate(failed),
+                np.concatenate(client_ns),
+                np.concatenate(server_ns),
+                np.concatenate(ends),
                 SEEN_SPANS,
             )
-        self.stats.pairs += len(pairs.keys)
+        self.stats.pairs += found
         for peer_key, edge in self._new_peers:
             self.peers[peer_key] = table.slots.ids.get(edge, -1)
         self._new_peers = []
