@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import repeat
@@ -23,6 +24,16 @@ from analytics.spanmetrics.slots import Slots, buckets_of, grow
 from analytics.traces.spans import KIND_NAMES, SpanBatch
 
 SeriesKey = tuple[str, str, int, bool]  # service, span name, kind, error
+MAX_AHEAD_NS = 300 * 10**9  # span ends later than this after the wall clock: bad clocks
+
+
+def newest_end(ends: np.ndarray) -> int:
+    """The latest span end of ``ends``, at most MAX_AHEAD_NS after now: one span from a
+    clock far ahead must not stamp every later flush in the future (or expire every
+    waiting span at once)."""
+    return min(int(ends.max()), time.time_ns() + MAX_AHEAD_NS)
+
+
 _KINDS = {int(k): v for k, v in KIND_NAMES.items()}
 STATUS_NAMES = {False: "STATUS_CODE_UNSET", True: "STATUS_CODE_ERROR"}
 
@@ -105,7 +116,7 @@ class SpanMetrics:
         self.counts += np.bincount(flat, minlength=rows * self.width).reshape(rows, self.width)
         self.sums += np.bincount(ids, weights=durations / 1e9, minlength=rows)
         np.maximum.at(self.last_ns, ids, ends)
-        self.newest_ns = max(self.newest_ns, int(ends.max()))
+        self.newest_ns = max(self.newest_ns, newest_end(ends))
         self.spans += len(ids)
 
     def evict_idle(self, older_ns: int) -> int:

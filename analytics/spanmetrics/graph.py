@@ -31,6 +31,7 @@ from itertools import repeat
 
 import numpy as np
 
+from analytics.spanmetrics.aggregate import newest_end
 from analytics.spanmetrics.edges import SEEN_EBPF, SEEN_SPANS, EdgeKey, EdgeTable
 from analytics.traces.spans import SpanBatch, SpanKind
 
@@ -249,7 +250,7 @@ class ServiceGraph:
                     self._remember_peer(batch.peer[i], edge, services[i])
             elif is_client[i]:
                 self._wait(self.clients, key, True, batch, cols, i)
-        self.newest_ns = max(self.newest_ns, int(batch.end_ns.max()))
+        self.newest_ns = max(self.newest_ns, newest_end(batch.end_ns))
         self._expire(pairs)
         self._record(pairs)
 

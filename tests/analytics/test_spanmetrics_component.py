@@ -297,3 +297,17 @@ def test_restart_continues_cumulative_counts(tmp_path: Path) -> None:
     (rate,) = seen["all"][(CALLS, "frontend", "GET /")]
     assert rate == pytest.approx(10 / 10.0)
     assert decoder.skipped["counter_reset_unknown_start"] == 0
+
+
+def test_reload_takes_the_live_keys(tmp_path: Path) -> None:
+    async def body(keiko: Keiko, stage: SpanMetricsStage) -> None:
+        raw = {"flush_interval": "3s", "max_series": 7, "graph": {"wait": "30s", "edge_ttl": "1m"}}
+        new = config(tmp_path / "data", 1)
+        new.analytics["spanmetrics"] = SpanMetricsConfig.model_validate(raw)
+        for reload in keiko.ctx.reloaders if keiko.ctx else []:
+            reload(new)
+        assert stage.config.flush_interval == 3 and stage.config.graph.edge_ttl == 60
+        assert stage.state.graph.wait_ns == 30 * SEC and stage.state.config is stage.config
+        assert stage.config.max_series == STAGE.max_series  # needs a restart
+
+    asyncio.run(run_stage(tmp_path / "data", free_port(), body))

@@ -5,6 +5,7 @@ MetricsDecoder into rates and quantiles), the Prometheus text, and config errors
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -232,3 +233,10 @@ def test_defaults() -> None:
     assert c.enabled and c.flush_interval == 15 and c.graph.wait == 10
     assert c.graph.max_pending == 100_000 and c.graph.edge_ttl == 900
     assert np.allclose(c.buckets[:5], [0.002, 0.004, 0.006, 0.008, 0.01])
+
+
+def test_a_span_from_a_clock_far_ahead_does_not_move_the_flush_time() -> None:
+    m = SpanMetrics(DEFAULT_BUCKETS, 10)
+    now = time.time_ns()
+    m.observe(decode_spans(request([("a", "op", SERVER, (now - T0) / SEC + 86_400, 1, False)])))
+    assert m.newest_ns <= time.time_ns() + 301 * SEC
