@@ -334,7 +334,8 @@ def test_demo_latency_fault_is_reported_as_an_anomaly_of_the_faulty_service(
     keiko_process: KeikoFactory,
 ) -> None:
     """The detectors learn the shop's metrics for 35 s, then cart gets 200 ms slower: the
-    demo shows an anomaly of cart's latency that began after the fault, and none before."""
+    demo shows an anomaly of cart's latency that began after the fault, and none before, and
+    the incident keiko opened names cart as the most likely cause."""
     kp = keiko_process()
     started = time.time()
     result = run_demo(
@@ -361,3 +362,11 @@ def test_demo_latency_fault_is_reported_as_an_anomaly_of_the_faulty_service(
     assert all(a["score"] >= a["threshold"] for a in latency)
     slow = [a for a in latency if a["value"] > 0.15 and a["value"] > a["expected_range"][1]]
     assert slow, latency  # the injected 200 ms, above what was expected
+    # keiko opened an incident from these anomalies and ranked cart first, with evidence:
+    # cart's own metrics and example traces through it.
+    (incident,) = json.loads(result.stdout)["received"]["incidents"]
+    best = incident["root_causes"][0]
+    assert best["service"] == "cart", incident["root_causes"]
+    kinds = {e["kind"] for e in best["evidence"]}
+    assert "metric" in kinds and "traces" in kinds, best["evidence"]
+    assert "most likely cause: cart" in incident["summary"]
