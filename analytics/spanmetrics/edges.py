@@ -112,7 +112,11 @@ class EdgeTable:
 
     def mark(self, time_ns: int) -> None:
         """Remember the totals at ``time_ns`` (span time) as a baseline of the rates."""
+        if time_ns <= 0:  # no spans yet
+            return
         with self.lock:
+            if self.history and time_ns <= self.history[-1][0]:
+                self.history.pop()  # no newer spans: the latest totals at the same time
             self.history.append((time_ns, self.requests.copy(), self.failed.copy()))
             while len(self.history) > 2 and self.history[1][0] <= time_ns - self.window_ns:
                 self.history.popleft()

@@ -300,3 +300,15 @@ def test_partition_of_is_stable_and_split_keeps_traces_together() -> None:
         st.observe(part)
     total = sum(edges(st)[("front", "cart", "")].requests for st in many if edges(st))
     assert total == edges(one)[("front", "cart", "")].requests == 40
+
+
+def test_rates_need_two_marks_at_different_span_times() -> None:
+    st = stage()
+    st.edges.mark(0)  # before any span: ignored
+    st.observe_payloads([request(list(call(0)))])
+    st.edges.mark(T0 + 30 * MS)
+    st.observe_payloads([request([x for i in range(1, 5) for x in call(i * 500)])])
+    st.edges.mark(T0 + 2030 * MS)
+    st.edges.mark(T0 + 2030 * MS)  # no newer spans: replaces, does not add
+    (edge,) = st.edges.views()
+    assert edge.rate == pytest.approx(4 / 2.0)
