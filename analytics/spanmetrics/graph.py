@@ -107,6 +107,7 @@ class _Waiting:
     error: bool
     kind: int
     peer: str = ""
+    paired: bool = False  # a producer span that met a consumer (it waits for more)
 
 
 @dataclass
@@ -229,11 +230,10 @@ class ServiceGraph:
         waiting_parents = self.clients.keys() & {pkeys[i] for i in outside}
         for i in outside:
             key = pkeys[i]
-            if key in waiting_parents:
-                c = self.clients[key]
+            c = self.clients.get(key) if key in waiting_parents else None
+            if c is not None:
                 if c.service != services[i] or is_server[i]:
-                    del self.clients[key]
-                    self._pair_waiting_client(c, batch, cols, i, pairs)
+                    self._pair_waiting_client(c, key, batch, cols, i, pairs)
             elif is_server[i]:
                 self._wait(self.servers, key, False, batch, cols, i)
         # spans not paired as a parent yet: the parent of a waiting server, or wait
@@ -241,8 +241,8 @@ class ServiceGraph:
         found = self.servers.keys() & {skeys[i] for i in unpaired}
         for i in unpaired:
             key = skeys[i]
-            if key in found:
-                s = self.servers.pop(key)
+            s = self.servers.pop(key, None) if key in found else None
+            if s is not None:
                 if s.service != services[i] or is_client[i]:
                     ct = durations[i] if is_client[i] else -1
                     edge = (services[i], s.service, "")
@@ -308,8 +308,13 @@ class ServiceGraph:
         )
 
     def _pair_waiting_client(
-        self, c: _Waiting, batch: SpanBatch, cols: _Cols, i: int, pairs: _Pairs
+        self, c: _Waiting, key: bytes, batch: SpanBatch, cols: _Cols, i: int, pairs: _Pairs
     ) -> None:
+        # A producer's message may have several consumers: it stays until it expires.
+        if c.kind == SpanKind.PRODUCER:
+            c.paired = True
+        else:
+            del self.clients[key]
         edge = (c.service, batch.service[i], "")
         failed = c.error or cols.error[i]
         ct = c.duration_ns if c.kind in CLIENT_KINDS else -1
@@ -346,7 +351,7 @@ class ServiceGraph:
         while queue and queue[0][0] < cutoff:
             _, client, key = queue.popleft()
             span = (self.clients if client else self.servers).pop(key, None)
-            if span is None:
+            if span is None or span.paired:
                 continue  # paired meanwhile
             if client and span.peer:
                 edge = (span.service, span.peer, connection_type(span.peer, span.kind))

@@ -312,3 +312,20 @@ def test_rates_need_two_marks_at_different_span_times() -> None:
     st.edges.mark(T0 + 2030 * MS)  # no newer spans: replaces, does not add
     (edge,) = st.edges.views()
     assert edge.rate == pytest.approx(4 / 2.0)
+
+
+def test_a_message_with_several_consumers_and_duplicate_spans() -> None:
+    st = stage(wait="1s")
+    p = S("orders", PRODUCER, 0, 2, attrs={"messaging.system": "kafka"})
+    consumers = [S(svc, CONSUMER, 100, 150, parent=p) for svc in ("mailer", "billing")]
+    st.observe_payloads([request([p])])
+    st.observe_payloads([request(consumers)])
+    c, s = call(0)
+    st.observe_payloads([request([s])])
+    st.observe_payloads([request([c, c])])  # delivered twice in one fetch
+    st.observe_payloads([request([S("x", INTERNAL, 5000, 5001)])])  # the producer expires
+    e = edges(st)
+    assert e[("orders", "mailer", "")].requests == e[("orders", "billing", "")].requests == 1
+    assert ("orders", "kafka", "messaging") not in e  # it met its consumers: no virtual edge
+    assert e[("front", "cart", "")].requests == 1
+    assert not st.graph.stats.unpaired
