@@ -26,6 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from analytics.anomaly.events import encode_event
+from analytics.incidents.api import route
 from analytics.incidents.config import IncidentsConfig
 from analytics.incidents.grouping import Incident, IncidentBook
 from analytics.incidents.report import anomaly_of, incident_event
@@ -76,6 +77,7 @@ class IncidentStage(StreamWorker):
         self.recent: list[dict[str, Any]] = []  # the latest version of recent incidents (API)
         self.prom = IncidentExport(self)
         ctx.telemetry.registry.register(self.prom)
+        ctx.routes.append(route(lambda: list(self.recent)))
 
     # -- StreamWorker hooks -------------------------------------------------------------------
 

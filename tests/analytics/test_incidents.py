@@ -11,7 +11,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+import jsonschema
+import yaml
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from starlette.applications import Starlette
 
 from analytics.incidents.component import IncidentStage
 from analytics.incidents.config import IncidentsConfig
@@ -23,6 +27,8 @@ from keiko.config.load import validate
 from keiko.records import Kind, NewRecord, Stream
 from keiko.store import open_store
 from keiko.telemetry import Telemetry
+
+SPEC = yaml.safe_load((Path(__file__).parents[2] / "keiko/api/openapi.yaml").read_text())
 
 
 def anomaly(aid: str, service: str, t: float, onset: float | None = None) -> dict[str, Any]:
@@ -174,6 +180,12 @@ def test_stage_ranks_the_slow_service_and_links_traces(tmp_path: Path) -> None:
             cart = next(a for a in incident["anomalies"] if a["service"] == "cart")
             assert cart["exemplars"] and cart["exemplars"][0]["error"]  # failing traces first
             assert incident["window"]["spans"] == 400
+            jsonschema.validate(incident, SPEC["components"]["schemas"]["Incident"])
+            app = Starlette(routes=ctx.routes)  # the stage's API route, as keiko mounts it
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://keiko") as client:
+                listed = (await client.get("/api/v1/incidents", params={"status": "open"})).json()
+            assert [i["id"] for i in listed["incidents"]] == [incident["id"]]
             # A restart restores the open incident: the same anomalies join nothing new.
             again = IncidentStage(stage_config, ctx)
             await again.start()
