@@ -137,9 +137,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sim.add_argument(
         "--min-history",
         type=_duration,
-        default=900.0,
+        default=300.0,
         metavar="DUR",
-        help="history before trusting forecasts (default 15m)",
+        help="history before trusting forecasts (default 5m; also needs the 9 scored peak "
+        "forecasts the conformal 0.9 bound rests on)",
     )
     sim.add_argument(
         "--max-width",

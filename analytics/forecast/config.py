@@ -114,8 +114,12 @@ class WorkloadScaling(Strict):
     min_history_s: float = Field(
         default=3600.0,
         ge=0,
-        description="Trust the forecast only after this much history (s); `keiko scale-sim` "
-        "trusts it after 15 minutes.",
+        description="Trust the forecast only after this much history (s), and once enough "
+        "peak forecasts have been scored for the conformal rank of ``peak_quantile`` (9 for "
+        "0.9). The plan needs no daily profile (a short-horizon level/trend forecast with an "
+        "upper bound learnt from its own recent errors), so a few minutes would do: "
+        "`keiko scale-sim` trusts it after 5; an hour is the cautious default of the online "
+        "advisor.",
     )
     latency_objective_s: float | None = Field(
         default=None,

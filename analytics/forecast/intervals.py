@@ -58,13 +58,13 @@ class ResidualQuantiles:
     so that the long-run coverage stays near nominal when the residuals drift.
     """
 
-    min_residuals = 20
     adapt_rate = 0.01
 
-    def __init__(self, coverage: float, window: int) -> None:
+    def __init__(self, coverage: float, window: int, min_residuals: int = 20) -> None:
         self.coverage = coverage
         self.ring = Ring(window)
         self.miss_level = 1.0 - coverage  # the adapted alpha
+        self.min_residuals = min_residuals
 
     def push(self, residual: float) -> None:
         """Record one residual (NaN is ignored)."""
@@ -96,20 +96,38 @@ class ResidualQuantiles:
         return float(lo), float(hi)
 
     def upper_offset(self, quantile: float) -> float:
-        """One-sided offset: the ``quantile`` of the residuals (NaN until ``ready``)."""
+        """One-sided offset: the ``quantile`` of the residuals (NaN until ``ready``).
+
+        The split-conformal rank: the ``ceil((n + 1) * quantile)``-th smallest of the n
+        residuals, so that a new residual exchangeable with them stays below it with
+        probability at least ``quantile`` however few there are (the interpolated sample
+        quantile falls short with a short history); the largest when n is too small for it.
+        """
         if not self.ready:
             return math.nan
-        return float(np.quantile(self.ring.values(), quantile))
+        values = np.sort(self.ring.values())
+        rank = min(math.ceil((len(values) + 1) * quantile), len(values))
+        return float(values[rank - 1])
+
+    def median(self) -> float:
+        """The median residual (NaN until ``ready``)."""
+        return float(np.median(self.ring.values())) if self.ready else math.nan
 
     def to_state(self) -> dict[str, Any]:
         """JSON-able state."""
-        return {"coverage": self.coverage, "ring": self.ring.to_state(), "miss": self.miss_level}
+        return {
+            "coverage": self.coverage,
+            "ring": self.ring.to_state(),
+            "miss": self.miss_level,
+            "min": self.min_residuals,
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> ResidualQuantiles:
         """The tracker of ``to_state``."""
         ring = Ring.from_state(state["ring"])
-        tracker = cls(float(state["coverage"]), ring.size)
+        # "min": absent from checkpoints written before it was configurable
+        tracker = cls(float(state["coverage"]), ring.size, int(state.get("min", 20)))
         tracker.ring = ring
         tracker.miss_level = float(state["miss"])
         return tracker

@@ -46,7 +46,10 @@ class PeakForecaster:
         self.coverage = config.coverage
         self.recent = Ring(self.last - self.first + 1)  # actual values of the latest window
         self.predicted = np.full(self.last + 1, math.nan)  # peak forecast by the slot it ends on
-        self.residuals = ResidualQuantiles(config.coverage, scaling.peak_errors)
+        # as few as the conformal rank of the sized quantile needs (9 for 0.9): the plan is
+        # trusted minutes into a new workload's life, not after an hour
+        needed = math.ceil(scaling.peak_quantile / (1.0 - scaling.peak_quantile))
+        self.residuals = ResidualQuantiles(config.coverage, scaling.peak_errors, max(5, needed))
         self.learnt = 0
 
     @property
@@ -81,7 +84,7 @@ class PeakForecaster:
         # the raw maximum of smooth forecasts underestimates a noisy window's maximum: the
         # point is corrected by the median past error, the bounds by its quantiles
         lo, hi = self.residuals.offsets()
-        mid = self.residuals.upper_offset(0.5)
+        mid = self.residuals.median()
         sized = raw + self.residuals.upper_offset(quantile)
         return Peak(max(raw + mid, 0.0), max(raw + lo, 0.0), max(raw + hi, 0.0), max(sized, 0.0))
 

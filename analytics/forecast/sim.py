@@ -54,7 +54,7 @@ class SimConfig(Strict):
         "(also of its floor: the rate seen now).",
     )
     min_history_s: float = Field(
-        default=900.0, ge=0, description="History before trusting forecasts (s)."
+        default=300.0, ge=0, description="History before trusting forecasts (s)."
     )
     max_relative_width: float = Field(
         default=5.0, gt=0, description="Widest trusted interval / max(peak, one pod's share)."

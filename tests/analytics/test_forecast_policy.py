@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from analytics.forecast.config import ForecasterConfig, WorkloadScaling
+from analytics.forecast.intervals import ResidualQuantiles
 from analytics.forecast.policy import PeakForecaster, decide
 
 STEP = 60.0
@@ -66,3 +67,37 @@ def test_a_rate_above_the_forecast_is_sized_at_the_reactive_target() -> None:
     # within the forecast, the floor alone (at 90%) applies
     calm = decide(forecaster, now, 2, 100.0, scaling, history_s=now, floor=1)
     assert calm.replicas == 2 and "above the forecast" not in calm.reason
+
+
+def test_the_peak_bound_is_the_conformal_rank_of_the_errors() -> None:
+    # with n errors the 0.9 bound is the ceil(0.9 (n + 1))-th smallest: the largest of 9,
+    # the 19th of 20 (the interpolated sample quantile, 18.1, would fall short)
+    few = ResidualQuantiles(0.8, 64, min_residuals=9)
+    for r in range(1, 10):
+        few.push(float(r))
+    assert few.ready and few.upper_offset(0.9) == 9.0
+    many = ResidualQuantiles(0.8, 64, min_residuals=9)
+    for r in range(1, 21):
+        many.push(float(r))
+    assert many.upper_offset(0.9) == 19.0 and many.median() == 10.5
+    restored = ResidualQuantiles.from_state(many.to_state())
+    assert restored.min_residuals == 9 and restored.upper_offset(0.9) == 19.0
+
+
+def test_trusted_after_a_few_minutes_without_a_daily_profile() -> None:
+    # 10-s steps: 9 scored peak errors (the conformal rank of the 0.9 quantile) and the
+    # 5-min history are enough; no daily profile is needed for the plan
+    rng = np.random.default_rng(6)
+    step = 10.0
+    scaling = WorkloadScaling(capacity_per_replica=100.0, min_history_s=300.0)
+    forecaster = PeakForecaster(ForecasterConfig(step_s=step), scaling)
+    n = 36  # six minutes
+    for i in range(n):
+        forecaster.learn(i * step, float(200 + 10 * rng.standard_normal()))
+    decision = decide(forecaster, n * step, 4, 100.0, scaling, history_s=n * step)
+    assert decision.mode == "predictive", decision.reason
+    early = PeakForecaster(ForecasterConfig(step_s=step), scaling)
+    for i in range(12):  # two minutes: too few scored peaks yet
+        early.learn(i * step, 200.0)
+    held = decide(early, 120.0, 4, 100.0, scaling, history_s=300.0)
+    assert held.mode == "reactive" and "too few" in held.reason
