@@ -153,8 +153,28 @@ class SpanMetricsStage(StreamWorker):
             if len(records) < EDGES_READ:
                 return
 
+    async def _check_edges_offset(self) -> None:
+        """Read the edges stream from its start again if it was recreated (it now ends
+        before the offset already read). Fresh stats: a stale view would re-read edges."""
+        try:
+            stats = await self.ctx.store.stats()
+        except Exception as exc:
+            log.debug("spanmetrics: store stats not read: %s", exc)
+            return
+        last = next((s.last_offset for s in stats.streams if s.name == EDGES_STREAM), None)
+        if last is not None and last < self.stats.edges_offset:
+            log.warning(
+                "spanmetrics: the edges stream ends at %d, before offset %d already read "
+                "(was it recreated?): reading it from its start",
+                last,
+                self.stats.edges_offset,
+            )
+            self.stats.edges_offset = 0
+
     async def maintain(self) -> None:
         """Drop idle series and edges; say (once per interval) when caps refused spans."""
+        if self.stats.edges_offset:
+            await self._check_edges_offset()
         series, edges = await asyncio.to_thread(self.state.evict)
         self.stats.evicted_series += series
         self.stats.evicted_edges += edges

@@ -130,10 +130,15 @@ async def wait_for(check: Callable[[], bool], timeout: float = 15.0) -> None:
         await asyncio.sleep(0.02)
 
 
-async def run_stage(data: Path, port: int, body: Callable[[Keiko, SpanMetricsStage], Any]) -> None:
+async def run_stage(
+    data: Path,
+    port: int,
+    body: Callable[[Keiko, SpanMetricsStage], Any],
+    stage_config: SpanMetricsConfig = STAGE,
+) -> None:
     async with Keiko(config(data, port)) as keiko:
         assert keiko.ctx is not None
-        stage = SpanMetricsStage(STAGE, keiko.ctx)
+        stage = SpanMetricsStage(stage_config, keiko.ctx)
         await stage.start()
         try:
             await body(keiko, stage)
@@ -311,3 +316,27 @@ def test_reload_takes_the_live_keys(tmp_path: Path) -> None:
         assert stage.config.max_series == STAGE.max_series  # needs a restart
 
     asyncio.run(run_stage(tmp_path / "data", free_port(), body))
+
+
+def test_an_edges_offset_beyond_a_recreated_stream_is_reset(tmp_path: Path) -> None:
+    async def body(keiko: Keiko, stage: SpanMetricsStage) -> None:
+        assert keiko.store is not None
+        stage.stats.edges_offset = 1000  # as restored from a checkpoint of an older stream
+        edge = {
+            "client": {"k8s.pod.name": "cart-5f7c9d8b6-abcde"},
+            "server": {"address": "10.0.0.9", "port": 6379},
+            "connects": 3,
+            "failed": 0,
+        }
+        body_ = {"time_unix_nano": time.time_ns(), "edges": [edge]}
+        payload = json.dumps(body_).encode()
+        await keiko.store.append("edges", [NewRecord(Kind.EDGES_JSON, payload, 1)])
+        await wait_for(lambda: stage.state.graph.stats.ebpf_edges == 1)
+        assert stage.stats.edges_offset == 1
+        (view,) = stage.state.edges.views()
+        assert (view.client, view.server, view.requests) == ("cart", "10.0.0.9:6379", 3)
+
+    fast = STAGE.model_copy(
+        update={"checkpoint": STAGE.checkpoint.model_copy(update={"interval": 0.1})}
+    )
+    asyncio.run(run_stage(tmp_path / "data", free_port(), body, fast))
