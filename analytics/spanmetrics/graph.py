@@ -252,6 +252,7 @@ class ServiceGraph:
                 self._wait(self.clients, key, True, batch, cols, i)
         self.newest_ns = max(self.newest_ns, newest_end(batch.end_ns))
         self._expire(pairs)
+        self._compact_expiry()
         self._record(pairs)
 
     def _in_batch(
@@ -343,6 +344,16 @@ class ServiceGraph:
             b.service[i], end, cols.duration[i], cols.error[i], cols.kind[i], b.peer[i]
         )
         self._expiry.append((end, client, key))
+
+    def _compact_expiry(self) -> None:
+        """Rebuild the expiry queue from the waiting spans when paired ones dominate it
+        (they stay queued until their time comes): memory stays bounded by max_pending."""
+        if len(self._expiry) <= 2 * self.max_pending + 1024:
+            return
+        entries = [(w.end_ns, True, k) for k, w in self.clients.items()]
+        entries += [(w.end_ns, False, k) for k, w in self.servers.items()]
+        entries.sort(key=lambda e: e[0])
+        self._expiry = deque(entries)
 
     def _expire(self, pairs: _Pairs) -> None:
         """Waiting spans older than ``wait``: edges to a peer, or unpaired."""

@@ -329,3 +329,14 @@ def test_a_message_with_several_consumers_and_duplicate_spans() -> None:
     assert ("orders", "kafka", "messaging") not in e  # it met its consumers: no virtual edge
     assert e[("front", "cart", "")].requests == 1
     assert not st.graph.stats.unpaired
+
+
+def test_the_expiry_queue_stays_bounded_by_max_pending() -> None:
+    st = stage(max_pending=10)
+    for i in range(1500):  # every client pairs a fetch later: queued, no longer waiting
+        c, s = call(i)
+        st.observe_payloads([request([c])])
+        st.observe_payloads([request([s])])
+    assert st.graph.pending == 0
+    assert len(st.graph._expiry) <= 2 * 10 + 1024
+    assert edges(st)[("front", "cart", "")].requests == 1500
