@@ -49,7 +49,7 @@ def rank(case: Case, at: float, top: int = 5, symptom: str | None = None) -> lis
     graph = CallGraph(case.graph)
     if case.spans is not None and len(case.spans):
         graph.add_spans(case.spans)
-        devs += deviations(trace_metrics(case.spans), at)
+        devs += deviations(trace_metrics(case.spans, at), at)
     by_service: dict[str, list[Deviation]] = defaultdict(list)
     for d in devs:
         if d.z > 0:

@@ -11,7 +11,8 @@ Per service and time bucket:
   metric).
 
 The bucket is a sixtieth of the case's span time range (1 s to 60 s), so that the normal
-period holds enough points to judge the spread.
+period holds enough points to judge the spread; buckets are stamped with their start and
+aligned on the problem's start.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ SELF_TIME = "trace.self_time"
 ERROR_ORIGINS = "trace.error_origins"
 
 
-def trace_metrics(spans: SpanBatch) -> pd.DataFrame:
-    """Per service, over time: self-time per trace, error-origin share, duration, errors."""
+def trace_metrics(spans: SpanBatch, at: float) -> pd.DataFrame:
+    """Per service, over time: self-time per trace, error-origin share, duration, errors.
+
+    Buckets are aligned on ``at`` so that none mixes traces from before and after it."""
     if not len(spans):
         return Case.empty_metrics()
     links = link(spans)
@@ -39,7 +42,7 @@ def trace_metrics(spans: SpanBatch) -> pd.DataFrame:
         {
             "service": spans.service,
             "trace": links.trace,
-            "bucket": np.floor(start_s / width) * width,
+            "bucket": at + np.floor((start_s - at) / width) * width,
             "self_s": self_time(spans, links) / 1e9,
             "origin": error_origins(spans, links),
             "duration": spans.duration_ns / 1e9,
