@@ -88,37 +88,57 @@ def trace_spans(rng: random.Random, services: int, t0: int) -> list[tuple[str, S
     return out
 
 
-def build_requests(n: int, services: int = 50, per: int = 512) -> list[bytes]:
-    """``n`` serialized requests of ``per`` spans each, grouped by service per request."""
+def _request(spans: list[tuple[str, Span]]) -> bytes:
+    request = ExportTraceServiceRequest()
+    by_service: dict[str, list[Span]] = {}
+    for svc, s in spans:
+        by_service.setdefault(svc, []).append(s)
+    for svc, group in by_service.items():
+        rs = request.resource_spans.add()
+        rs.resource.attributes.append(_kv("service.name", svc))
+        rs.scope_spans.add().spans.extend(group)
+    return request.SerializeToString()
+
+
+def build_requests(n: int, services: int = 50, per: int = 512, sdk: bool = False) -> list[bytes]:
+    """``n`` serialized requests of ``per`` spans each: spans in trace order, grouped by
+    service within a request (a collector forwarding); with ``sdk``, one service per
+    request, sent when that service has ``per`` spans (each SDK's batch processor), so a
+    busy service's spans arrive long before its rarely called callees'."""
     rng = random.Random(7)
     t0 = time.time_ns() - 3600 * 10**9
     pending: list[tuple[str, Span]] = []
+    buffers: dict[str, list[tuple[str, Span]]] = {}
     out: list[bytes] = []
     while len(out) < n:
-        while len(pending) < per:
-            t0 += 2 * MS  # 500 traces per second of span time: waiting spans expire
-            pending += trace_spans(rng, services, t0)
-        chunk, pending = pending[:per], pending[per:]
-        request = ExportTraceServiceRequest()
-        by_service: dict[str, list[Span]] = {}
-        for svc, s in chunk:
-            by_service.setdefault(svc, []).append(s)
-        for svc, spans in by_service.items():
-            rs = request.resource_spans.add()
-            rs.resource.attributes.append(_kv("service.name", svc))
-            rs.scope_spans.add().spans.extend(spans)
-        out.append(request.SerializeToString())
-    return out
+        t0 += 2 * MS  # 500 traces per second of span time: waiting spans expire
+        spans = trace_spans(rng, services, t0)
+        if not sdk:
+            pending += spans
+            if len(pending) >= per:
+                out.append(_request(pending[:per]))
+                pending = pending[per:]
+            continue
+        for svc, span in spans:
+            buffer = buffers.setdefault(svc, [])
+            buffer.append((svc, span))
+            if len(buffer) == per:
+                out.append(_request(buffer))
+                buffers[svc] = []
+    return out[:n]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=400, help="requests of 512 spans")
     parser.add_argument("--fetch", type=int, default=20, help="requests per fetch")
+    parser.add_argument(
+        "--sdk", action="store_true", help="one service per request, as SDKs send them"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs (a fresh stage each)")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the run")
     args = parser.parse_args()
-    payloads = build_requests(args.requests)
+    payloads = build_requests(args.requests, sdk=args.sdk)
     spans = args.requests * 512
     fetches = [payloads[i : i + args.fetch] for i in range(0, len(payloads), args.fetch)]
     stage = SpanStage(SpanMetricsConfig())
