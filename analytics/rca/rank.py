@@ -157,13 +157,13 @@ def _candidate(
     service: str, score: float, devs: list[Deviation], graph: CallGraph, symptom: str
 ) -> Candidate:
     devs = sorted(devs, key=lambda d: -d.strength)[:EVIDENCE_PER_CANDIDATE]
-    path = graph.path(symptom, service) or ([symptom, service] if symptom != service else [])
+    path = graph.path(symptom, service)  # [] when the graph does not connect them
     evidence = [_evidence(d) for d in devs]
     if len(path) > 1:
         evidence.append(
             Evidence(
                 "graph",
-                f"{symptom} reaches {service} through {' -> '.join(path)}",
+                f"the symptom {symptom} calls {service}: {' -> '.join(path)}",
                 0.0,
                 {"path": path},
             )
