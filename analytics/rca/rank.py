@@ -33,6 +33,7 @@ from keiko.humanize import rfc3339
 
 PROPAGATING = (Signal.LATENCY, Signal.ERRORS)
 EXPLAINED_RATIO = 0.5  # a downstream move this large (relative) explains a symptom
+SIGNIFICANT = math.log1p(ONSET_Z)  # ... if it is a move at all (3 spreads), not noise
 SYMPTOM_DISCOUNT = 0.35  # what is left of an explained latency/error signal
 OTHERS_SHARE = 0.25
 ONSET_BONUS = 0.1  # of the best score, for the earliest onset among close candidates
@@ -112,7 +113,7 @@ def _scores(signals: dict[str, dict[Signal, float]], graph: CallGraph) -> dict[s
         explained = max((max(b.values()) for b in below), default=0.0)
         adjusted = []
         for signal, strength in own.items():
-            if signal in PROPAGATING and explained >= EXPLAINED_RATIO * strength:
+            if signal in PROPAGATING and explained >= max(EXPLAINED_RATIO * strength, SIGNIFICANT):
                 strength *= SYMPTOM_DISCOUNT
             adjusted.append(strength)
         adjusted.sort(reverse=True)
