@@ -49,7 +49,7 @@ examples:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `keiko rca` to the CLI."""
-    from keiko.commands.common import HelpFormatter
+    from keiko.commands.common import HelpFormatter, positive_int
 
     parser = subparsers.add_parser(
         "rca",
@@ -67,7 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="when the problem started: unix seconds or ISO 8601 (UTC if no zone)",
     )
     parser.add_argument(
-        "--top", type=_positive, default=5, metavar="K", help="candidates to print (default: 5)"
+        "--top", type=positive_int, default=5, metavar="K", help="candidates to print (default: 5)"
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(func=run_rca)
@@ -82,16 +82,6 @@ def _instant(text: str) -> float:
         raise argparse.ArgumentTypeError(
             f"{exc}; e.g. 1700000000 or 2023-11-14T22:13:20Z"
         ) from None
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
-    return value
 
 
 def run_rca(args: argparse.Namespace) -> int:

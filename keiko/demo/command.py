@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from keiko.commands.common import positive_float
 from keiko.demo import FAULT_TARGETS, MODEL_API, SERVICES
 from keiko.demo.faults import FAULT_SYNTAX, Fault, parse_fault, parse_seconds
 
@@ -119,7 +120,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run = parser.add_argument_group("what to run")
     run.add_argument(
         "--rate",
-        type=_positive,
+        type=positive_float,
         default=10.0,
         metavar="N",
         help="requests per second to the frontend (default: %(default)g)",
@@ -146,16 +147,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="print the summary as JSON on stdout (progress goes to stderr)",
     )
     parser.set_defaults(func=run_demo)
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be more than 0")
-    return value
 
 
 def _duration(text: str) -> float:
