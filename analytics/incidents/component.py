@@ -30,7 +30,7 @@ from analytics.incidents.api import route
 from analytics.incidents.config import IncidentsConfig
 from analytics.incidents.grouping import Incident, IncidentBook
 from analytics.incidents.report import anomaly_of, incident_event
-from analytics.incidents.window import read_window
+from analytics.rca.fromstore import read_window
 from analytics.rca.graph import CallGraph
 from analytics.rca.rank import rank
 from analytics.stream.export import gauge, worker_metrics

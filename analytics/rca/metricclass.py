@@ -156,9 +156,10 @@ _TOKENS = re.compile(r"[a-z0-9]+")
 @lru_cache(maxsize=65536)
 def classify(metric: str) -> MetricClass:
     """The class of a metric name (e.g. ``latency_p99`` -> latency, up is bad)."""
-    if metric.endswith(":rate"):  # a histogram's request rate (see analytics.series)
+    name = metric.split("{", 1)[0]  # the name, not the labels (a route may say "error")
+    if name.endswith(":rate"):  # a histogram's request rate (see analytics.series)
         return _RULES[-1][1]
-    tokens = set(_TOKENS.findall(metric.lower()))
+    tokens = set(_TOKENS.findall(name.lower()))
     for words, cls in _RULES:
         if tokens & words:
             return cls

@@ -1,4 +1,5 @@
-"""The signals around an incident, read back from the store as an RCA case.
+"""The signals of a time window, read back from the store as an RCA case (for incidents
+and `keiko export-case`).
 
 Metrics are decoded the way the detectors see them (counters as rates, histograms as
 rate and quantiles) into a fresh series table, so the case holds exactly what the
@@ -16,6 +17,7 @@ import pandas as pd
 
 from analytics.rca.model import NODE_PREFIX, Case
 from analytics.series.decode import MetricsDecoder
+from analytics.series.keys import identifying
 from analytics.series.table import SeriesTable
 from analytics.series.types import SeriesInfo
 from analytics.traces.spans import SpanBatch, decode_spans
@@ -28,6 +30,17 @@ MAX_SERIES = 20_000
 # The eBPF node agent's resource service.name (ebpf/encode.py): its series are about the
 # pods (cgroup attributes) or the node, never about the agent itself.
 AGENT_SERVICE = "keiko-ebpf"
+SENDER_LABELS = frozenset(
+    {
+        "service.instance.id",
+        "cgroup.path",
+        "k8s.pod.uid",
+        "telemetry.sdk.name",
+        "telemetry.sdk.language",
+        "telemetry.sdk.version",
+        "process.pid",
+    }
+)
 
 
 @dataclass
@@ -84,7 +97,7 @@ def metrics_frame(records: list[Record]) -> tuple[pd.DataFrame, int]:
     subject = {sid: _subject(i, pods) for sid, i in info.items()}
     services = {s: subject.get(s, ("", ""))[0] for s in ids}
     instance = {s: subject.get(s, ("", ""))[1] for s in ids}
-    metric = {s: (info[s].metric if s in info else "") for s in ids}
+    metric = {s: _metric(info[s]) if s in info else "" for s in ids}
     frame = pd.DataFrame(
         {
             "time": np.concatenate([b.times for b in parts]),
@@ -95,6 +108,15 @@ def metrics_frame(records: list[Record]) -> tuple[pd.DataFrame, int]:
         }
     )
     return frame, len(ids)
+
+
+def _metric(info: SeriesInfo) -> str:
+    """The metric with the labels that tell its series apart (route, method, status ...),
+    not those of who sent it (service, pod, node: the service and instance columns)."""
+    own = {k: v for k, v in info.labels.items() if k not in SENDER_LABELS and not identifying(k)}
+    if not own:
+        return info.metric
+    return info.metric + "{" + ",".join(f"{k}={v}" for k, v in sorted(own.items())) + "}"
 
 
 def _instance(labels: dict[str, str]) -> str:
