@@ -241,7 +241,7 @@ class StreamWorker(ABC):
 
     async def _step(self) -> None:
         assert self._consumer is not None
-        records = await self._consumer.fetch(self.fetch_batch, self.fetch_timeout)
+        records = await self._fetch()
         if records:
             events = await asyncio.to_thread(self._process, records)
             if events:
@@ -250,6 +250,21 @@ class StreamWorker(ABC):
         ticked = await self.tick()
         if ticked:
             await self._append(ticked)
+
+    async def _fetch(self) -> list[Record]:
+        """One fetch, abandoned when shutdown begins: a stage never holds up keiko's stop
+        for its fetch timeout. Nothing is lost: what was not processed is not committed."""
+        assert self._consumer is not None
+        fetch = asyncio.ensure_future(self._consumer.fetch(self.fetch_batch, self.fetch_timeout))
+        stop = asyncio.ensure_future(self._stop.wait())
+        done, _ = await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if fetch in done:
+            stop.cancel()
+            return fetch.result()
+        fetch.cancel()
+        with contextlib.suppress(asyncio.CancelledError, KeikoError):
+            await fetch
+        return []
 
     def _process(self, records: list[Record]) -> list[NewRecord]:
         """Skip what the state already includes, hand the rest to process (worker thread)."""
