@@ -41,7 +41,9 @@ steps not seen yet up to now + startup + horizon (a pod removed now is back only
 start-up later) at --utilisation (hotter than the HPA's target: the forecast is ahead of
 the load), never below what the observed rate needs at that utilisation (a burst the
 forecast missed is met as fast as the HPA meets it), scaled in after --stabilisation
-(none by default); while the forecast is untrusted (less than --min-history, or an
+(none by default). Right after a surprising rise (a step more than 6 of the forecaster's
+error scales above its forecast) it is sized for what followed past surprising rises
+(their own conformal class of peak errors); while the forecast is untrusted (less than --min-history, or an
 interval wider than --max-width x max(peak, one pod's share)) it is the HPA itself.
 A 15 s instant is under-provisioned when the demand exceeds ready pods x capacity;
 under-provisioned minutes = such instants x 15 s / 60. Replica-hours count every pod,

@@ -87,6 +87,13 @@ class WorkloadScaling(Strict):
         description="Recent peak forecast errors the quantile is taken over (a few hours at "
         "1-minute steps: short enough to follow quiet and busy spells).",
     )
+    surprise_scales: float = Field(
+        default=6.0,
+        gt=0,
+        description="A step this many of the forecaster's robust error scales above its "
+        "forecast is a surprising rise (twice the forecaster's outlier clip): the next plan "
+        "is sized from the peak errors that followed past surprises, not the calm ones.",
+    )
     horizon_s: float = Field(
         default=60.0,
         gt=0,

@@ -199,6 +199,11 @@ class Forecaster:
     def _slot(self, time: float) -> int:
         return round(time / self.config.step_s) % (self.horizon + 1)
 
+    @property
+    def warmed_up(self) -> bool:
+        """Whether the robust error ``scale`` is learnt (outliers are clipped against it)."""
+        return self.n > _WARMUP
+
     # -- forecasting ----------------------------------------------------------------------
     @property
     def uses_season(self) -> bool:

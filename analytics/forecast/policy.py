@@ -4,10 +4,16 @@ New pods help only once ready and a pod removed now is back only a start-up late
 what matters at ``now`` is the peak demand over ``[now, now + startup + horizon]``.
 ``PeakForecaster`` forecasts that peak after every step and keeps the residuals of its
 past peak forecasts (actual window maximum minus forecast), so its quantiles are
-calibrated for the peak itself. ``decide`` sizes replicas for the ``peak_quantile`` of the
-peak at the predictive utilisation (hotter than the reactive target: the forecast is
-ahead of the load) when the forecast is trustworthy, never below what the current rate
-needs, and otherwise falls back to the reactive size and says why.
+calibrated for the peak itself. The residuals are kept in two classes (Mondrian conformal
+prediction): those of forecasts made right after a surprising rise (a step more than
+``surprise_scales`` error scales above its forecast) and the rest. After a surprise the
+plan is sized from the errors that followed past surprises, so a series whose bursts build
+over a few steps (or come in pairs) gets the pods the next step has needed before, while
+the quiet steps, the vast majority, keep the calm class's narrow bound and pay nothing.
+``decide`` sizes replicas for the ``peak_quantile`` of the peak at the predictive
+utilisation (hotter than the reactive target: the forecast is ahead of the load) when the
+forecast is trustworthy, never below what the current rate needs, and otherwise falls
+back to the reactive size and says why.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ class Peak:
     lower: float
     upper: float
     sized: float  # the quantile replicas are sized for
+    surprised: bool = False  # sized from the errors that followed past surprising rises
 
 
 class PeakForecaster:
@@ -50,6 +57,12 @@ class PeakForecaster:
         # trusted minutes into a new workload's life, not after an hour
         needed = math.ceil(scaling.peak_quantile / (1.0 - scaling.peak_quantile))
         self.residuals = ResidualQuantiles(config.coverage, scaling.peak_errors, max(5, needed))
+        self.after_surprise = ResidualQuantiles(
+            config.coverage, scaling.peak_errors, max(5, needed)
+        )
+        self.surprise_scales = scaling.surprise_scales
+        self.made_surprised = np.zeros(self.last + 1, bool)  # by the slot the window ends on
+        self.surprised = False  # the latest step rose surprisingly
         self.learnt = 0
 
     @property
@@ -66,12 +79,23 @@ class PeakForecaster:
         made = self.predicted[slot]  # the peak forecast whose window ends with this step
         self.predicted[slot] = math.nan
         if math.isfinite(made) and self.recent.count == self.recent.size:
-            self.residuals.push(float(np.max(self.recent.values())) - made)
+            errors = self.after_surprise if self.made_surprised[slot] else self.residuals
+            errors.push(float(np.max(self.recent.values())) - made)
+        self.surprised = self._rises_surprisingly(time, value)
         self.model.learn(time, value)
         self.learnt += 1
         steps = np.arange(self.first, self.last + 1, dtype=np.float64)
         ends = (slot + self.last) % (self.last + 1)
         self.predicted[ends] = float(np.max(self.model.forecast(time + steps * self.step)))
+        self.made_surprised[ends] = self.surprised
+
+    def _rises_surprisingly(self, time: float, value: float) -> bool:
+        # against the forecast made before seeing the value and the model's robust error
+        # scale (its clipping scale); not while that scale is still being learnt
+        if not self.model.warmed_up:
+            return False
+        expected = float(self.model.forecast(np.array([time]))[0])
+        return value - expected > self.surprise_scales * self.model.scale
 
     def peak(self, start: float, end: float, quantile: float) -> Peak:
         """Forecast peak of ``[start, end]``, its interval and its ``quantile``."""
@@ -86,7 +110,17 @@ class PeakForecaster:
         lo, hi = self.residuals.offsets()
         mid = self.residuals.median()
         sized = raw + self.residuals.upper_offset(quantile)
-        return Peak(max(raw + mid, 0.0), max(raw + lo, 0.0), max(raw + hi, 0.0), max(sized, 0.0))
+        # after a surprising rise: at least what the steps after past surprises needed
+        surprised = self.surprised and self.after_surprise.ready
+        if surprised:
+            sized = max(sized, raw + self.after_surprise.upper_offset(quantile))
+        return Peak(
+            max(raw + mid, 0.0),
+            max(raw + lo, 0.0),
+            max(raw + hi, 0.0),
+            max(sized, 0.0),
+            surprised,
+        )
 
     def to_state(self) -> dict[str, Any]:
         """JSON-able state."""
@@ -95,6 +129,9 @@ class PeakForecaster:
             "recent": self.recent.to_state(),
             "predicted": [None if math.isnan(v) else v for v in self.predicted.tolist()],
             "residuals": self.residuals.to_state(),
+            "after_surprise": self.after_surprise.to_state(),
+            "made_surprised": self.made_surprised.tolist(),
+            "surprised": self.surprised,
             "learnt": self.learnt,
         }
 
@@ -107,6 +144,10 @@ class PeakForecaster:
         )
         self.residuals = ResidualQuantiles.from_state(state["residuals"])
         self.learnt = int(state["learnt"])
+        if "after_surprise" in state:  # absent from checkpoints of older versions
+            self.after_surprise = ResidualQuantiles.from_state(state["after_surprise"])
+            self.made_surprised = np.array(state["made_surprised"], bool)
+            self.surprised = bool(state["surprised"])
 
 
 @dataclass(frozen=True)
@@ -163,6 +204,8 @@ def decide(
         f"utilisation) until {scaling.startup_s:.0f} s start-up + "
         f"{scaling.horizon_s:.0f} s from now"
     )
+    if peak.surprised:
+        reason += "; after a surprising rise, sized from the peaks that followed past ones"
     if floor > predictive:
         # the forecast is behind the load (a burst it missed): size the rate seen as the
         # reactive policy would, so a miss is met at least as amply as the HPA meets it

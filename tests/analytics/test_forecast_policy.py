@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -101,3 +102,40 @@ def test_trusted_after_a_few_minutes_without_a_daily_profile() -> None:
         early.learn(i * step, 200.0)
     held = decide(early, 120.0, 4, 100.0, scaling, history_s=300.0)
     assert held.mode == "reactive" and "too few" in held.reason
+
+
+def _bursts(build: bool) -> PeakForecaster:
+    # calm ~10 with every 40th step a rise to 40: followed by 120 when bursts build over
+    # two steps, back to 10 when they do not; learnt up to (and including) a rise
+    rng = np.random.default_rng(7)
+    values = 10 + rng.standard_normal(600)
+    values[100::40] = 40.0
+    if build:
+        values[101::40] = 120.0
+    return learnt(values[:581], WorkloadScaling(capacity_per_replica=10.0))
+
+
+def test_after_a_surprising_rise_the_plan_sizes_for_what_followed_past_ones() -> None:
+    scaling = WorkloadScaling(capacity_per_replica=10.0)
+    now = 581 * STEP
+    building = decide(_bursts(True), now, 1, 10.0, scaling, history_s=now, floor=0)
+    assert building.peak.surprised and "surprising rise" in building.reason
+    assert building.replicas >= math.ceil(120 / 9.0)  # the 120 that followed every rise
+    # rises that die out at once leave the plan near the calm size
+    fading = decide(_bursts(False), now, 1, 10.0, scaling, history_s=now, floor=0)
+    assert fading.peak.surprised and fading.replicas <= 3
+    # and a calm step of the building series keeps the calm class's narrow bound
+    calm = learnt((10 + np.random.default_rng(7).standard_normal(600))[:579], scaling)
+    steady = decide(calm, 579 * STEP, 1, 10.0, scaling, history_s=579 * STEP, floor=0)
+    assert not steady.peak.surprised and steady.replicas <= 2
+
+
+def test_the_surprise_classes_survive_a_checkpoint() -> None:
+    forecaster = _bursts(True)
+    scaling = WorkloadScaling(capacity_per_replica=10.0)
+    twin = PeakForecaster(ForecasterConfig(step_s=STEP), scaling)
+    twin.restore(json.loads(json.dumps(forecaster.to_state())))
+    now = 581 * STEP
+    a = forecaster.peak(now, now + 2 * STEP, 0.9)
+    b = twin.peak(now, now + 2 * STEP, 0.9)
+    assert a == b and a.surprised
