@@ -36,6 +36,8 @@ DEFAULT_LATENCY_METRICS = [
 # CPU time counters (their rate is cores in use), summed over a workload's processes.
 DEFAULT_CPU_METRICS = ["process.cpu.time", "container.cpu.time", "k8s.pod.cpu.time"]
 INSTANCE_LABELS = ("k8s.pod.name", "k8s.pod.uid", "service.instance.id", "host.name")
+SPAN_METRICS_PREFIX = "traces.span.metrics."
+SERVED_SPAN_KINDS = frozenset({"SPAN_KIND_SERVER", "SPAN_KIND_CONSUMER"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,7 @@ class _Series:
     latency_series: bool
     error_series: bool = False
     cpu_series: bool = False
+    from_spans: bool = False  # span metrics: used only where the workload has nothing else
     rate: float = np.nan
     latency: float = np.nan
     time: float = -np.inf
@@ -117,6 +120,9 @@ class WorkloadRates:
         is_cpu = any(fnmatchcase(info.metric, p) for p in self.cpu_metrics)
         if not (is_rate or is_latency or is_cpu):
             return None
+        kind = info.labels.get("span.kind", "")
+        if kind and kind not in SERVED_SPAN_KINDS:  # calls it makes, not requests it serves
+            return None
         names = [info.labels.get(k, "") for k in self.workload_labels]
         workload = "/".join(n for n in names if n) or info.service
         if not workload:
@@ -124,11 +130,21 @@ class WorkloadRates:
         instance = next((info.labels[k] for k in INSTANCE_LABELS if info.labels.get(k)), "")
         if is_cpu and not (is_rate or is_latency):
             return _Series(workload, instance, False, False, True)
-        return _Series(workload, instance, is_latency and not is_rate, _counts_errors(info))
+        return _Series(
+            workload,
+            instance,
+            is_latency and not is_rate,
+            _counts_errors(info),
+            from_spans=info.metric.startswith(SPAN_METRICS_PREFIX),
+        )
 
     def _observation(self, workload: str, now: float) -> Observation:
         tracked = (self._series[sid] for sid in self._members.get(workload, ()))
         fresh = [s for s in tracked if s is not None and now - s.time <= self.freshness]
+        if any(not s.from_spans and not s.cpu_series for s in fresh):
+            # The service's own request metrics and the span metrics count the same
+            # requests: take one source, not both.
+            fresh = [s for s in fresh if not s.from_spans]
         counting = [
             s for s in fresh if not (s.latency_series or s.cpu_series) and np.isfinite(s.rate)
         ]

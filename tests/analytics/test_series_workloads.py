@@ -88,3 +88,30 @@ def test_an_older_point_does_not_replace_a_newer_one() -> None:
     sid = ids["http.server.request.duration:ratea/cart"]
     rates.observe(_batch([(sid, 100.0, 10.0)]), table)
     assert rates.observe(_batch([(sid, 90.0, 50.0)]), table) == []
+
+
+def test_span_metrics_count_served_requests_once() -> None:
+    """Span metrics count only the spans a workload serves (server, consumer), and only
+    where the workload has no request metrics of its own (both would count each request)."""
+    table = SeriesTable(100)
+    labels = {"service.name": "cart", "k8s.namespace.name": "shop"}
+    ids = {
+        kind: table.intern(
+            f"calls{kind}",
+            "traces.span.metrics.calls",
+            "cart",
+            SeriesKind.RATE,
+            labels={**labels, "span.kind": kind},
+        )
+        for kind in ("SPAN_KIND_SERVER", "SPAN_KIND_CLIENT", "SPAN_KIND_INTERNAL")
+    }
+    rates = _rates()
+    (only_spans,) = rates.observe(_batch([(ids[k], 100.0, 10.0) for k in ids]), table)
+    assert only_spans.rate == 10.0  # the server spans; not the calls cart makes
+    own = table.intern(
+        "own", "http.server.request.duration:rate", "cart", SeriesKind.RATE, labels=labels
+    )
+    (both,) = rates.observe(
+        _batch([(own, 101.0, 11.0), (ids["SPAN_KIND_SERVER"], 101.0, 10.0)]), table
+    )
+    assert both.rate == 11.0  # the service's own metric, not the sum of the two sources
