@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import jsonschema
+import pytest
 import yaml
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from starlette.applications import Starlette
@@ -22,6 +23,7 @@ from analytics.incidents.config import IncidentsConfig
 from analytics.incidents.grouping import IncidentBook
 from analytics.rca.graph import CallGraph
 from analytics.series import build
+from keiko.cli import main
 from keiko.components import Context
 from keiko.config.load import validate
 from keiko.records import Kind, NewRecord, Stream
@@ -200,3 +202,43 @@ def test_stage_ranks_the_slow_service_and_links_traces(tmp_path: Path) -> None:
             await store.shutdown()
 
     asyncio.run(main())
+
+
+def test_export_case_then_rca_finds_the_slow_service(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`keiko export-case` writes a window of the store as a case directory (metrics decoded
+    as the detectors see them, spans, call edges); `keiko rca` on it names cart."""
+    data = tmp_path / "data"
+
+    async def fill() -> None:
+        config = validate({"store": {"embedded": {"path": str(data)}}})
+        store = open_store(config.store)
+        await store.start()
+        try:
+            await store.append(Stream.METRICS, metrics_records())
+            await store.append(
+                Stream.TRACES,
+                [
+                    trace_record(NOW - 300 + 3 * k, NOW - 300 + 3 * k >= AT, False)
+                    for k in range(100)
+                ],
+            )
+            await store.append(Stream.EVENTS, [anomaly_event("cart", AT + 6)])
+        finally:
+            await store.shutdown()
+
+    asyncio.run(fill())
+    config_file = tmp_path / "keiko.yaml"
+    config_file.write_text(yaml.safe_dump({"store": {"embedded": {"path": str(data)}}}))
+    case = tmp_path / "case"
+    since = str(int(NOW - 3600))
+    assert main(["export-case", "-c", str(config_file), "--since", since, "-o", str(case)]) == 0
+    hint = capsys.readouterr().out
+    assert f"keiko rca {case} --at {AT:.0f}" in hint  # the anomaly's onset
+    assert {p.name for p in case.iterdir()} == {"metrics.csv", "spans.csv", "graph.csv"}
+    assert main(["rca", str(case), "--at", f"{AT:.0f}", "--json"]) == 0
+    ranked = json.loads(capsys.readouterr().out)
+    assert ranked[0]["service"] == "cart"
+    missing = ["export-case", "-c", str(config_file), "--incident", "nosuch", "-o", str(case)]
+    assert main(missing) == 2
