@@ -11,16 +11,17 @@ issue 5: metrics (the SDK's HTTP and gen_ai histograms) and traces together, on 
 the RCA was not tuned on case by case.
 
 Recorded per case: whether an incident holds the fault's anomalies (those stamped at or
-after the fault start, less 1 s of slack; the start is when the demo announces its
-first request, plus ``after``), the rank of the faulty target among its ranked root
-causes (1 = first; missing = not in the top 5 keiko returns), the top 3 names, the detection delay (fault start -> the first such
-anomaly) and the time to an answer (fault start -> the ``time`` of the first analysed
-version that holds them). The rank is that of this first answer, what an operator sees
-first; the latest version read (keiko re-analyses as anomalies join, at most once a
-minute) is recorded too. An incident can be opened before the fault by an anomaly of the
-healthy period and then absorb the fault's anomalies (they are near in time and in the
-call graph): it is still the one evaluated, and how early it opened is shown. Incidents
-that never hold an anomaly of the fault are counted as false alarms.
+after the fault start, less 1 s of slack; the start is when the demo announces its first
+request, plus ``after``), the rank of the faulty target among its ranked root causes (1
+= first; missing = not in the top 5 keiko returns), the top 3 names, the detection delay
+(fault start -> the first such anomaly) and the time to an answer (fault start -> the
+``time`` of the first analysed version that holds them). The rank is that of this first
+answer, what an operator sees first; the latest version read (keiko re-analyses as
+anomalies join, at most once a minute) is recorded too. An incident can be opened before
+the fault by an anomaly of the healthy period and then absorb the fault's anomalies
+(they are near in time and in the call graph): it is still the one evaluated, and how
+early it opened is shown. Incidents that never hold an anomaly of the fault are counted
+as false alarms.
 
 What counts as correct:
 
@@ -496,6 +497,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"        {table([result])[2]}", file=sys.stderr)
     wall = time.monotonic() - began
     if args.json:
+        print("\n".join(table(results)), file=sys.stderr)
         print(
             json.dumps(
                 {
