@@ -43,8 +43,9 @@ the load), never below what the observed rate needs at that utilisation (a burst
 forecast missed is met as fast as the HPA meets it), scaled in after --stabilisation
 (none by default). Right after a surprising rise (a step more than 6 of the forecaster's
 error scales above its forecast) it is sized for what followed past surprising rises
-(their own conformal class of peak errors); while the forecast is untrusted (less than --min-history, or an
-interval wider than --max-width x max(peak, one pod's share)) it is the HPA itself.
+(their own conformal class of peak errors). While the forecast is untrusted (less than
+--min-history, too few scored peak forecasts, or an interval wider than --max-width x
+max(peak, one pod's share)) it is the HPA itself.
 A 15 s instant is under-provisioned when the demand exceeds ready pods x capacity;
 under-provisioned minutes = such instants x 15 s / 60. Replica-hours count every pod,
 starting or ready, every 15 s. Target: predictive under-provisioned minutes at most half

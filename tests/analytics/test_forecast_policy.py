@@ -139,3 +139,16 @@ def test_the_surprise_classes_survive_a_checkpoint() -> None:
     a = forecaster.peak(now, now + 2 * STEP, 0.9)
     b = twin.peak(now, now + 2 * STEP, 0.9)
     assert a == b and a.surprised
+
+
+def test_a_checkpoint_from_before_the_surprise_classes_restores() -> None:
+    forecaster = _bursts(True)
+    state = forecaster.to_state()
+    for key in ("after_surprise", "made_surprised", "surprised"):
+        del state[key]
+    twin = PeakForecaster(ForecasterConfig(step_s=STEP), WorkloadScaling(capacity_per_replica=10.0))
+    twin.restore(state)
+    now = 581 * STEP
+    # the calm class and the model come back; the surprise class starts empty
+    peak = twin.peak(now, now + 2 * STEP, 0.9)
+    assert not peak.surprised and peak.point == forecaster.peak(now, now + 2 * STEP, 0.9).point
