@@ -38,7 +38,8 @@ down only to the highest recommendation of the last 300 s; scale up by at most m
 (not saturated: the HPA sees the full overload). Pods serve only --startup after creation.
 Predictive: every 15 s, replicas for the --peak-quantile of the forecast peak of the
 steps not seen yet up to now + startup + horizon (a pod removed now is back only a
-start-up later) at --utilisation (hotter than the HPA's target: the forecast is ahead of
+start-up later; further ahead when the scale-up limit needs longer to reach a later
+step's pods) at --utilisation (hotter than the HPA's target: the forecast is ahead of
 the load), never below what the observed rate needs at that utilisation (a burst the
 forecast missed is met as fast as the HPA meets it), scaled in after --stabilisation
 (none by default). Right after a surprising rise (a step more than 6 of the forecaster's

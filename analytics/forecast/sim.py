@@ -13,7 +13,10 @@ a pod removed now is back only a start-up later): the ``peak_quantile`` of their
 peak at ``utilisation``, never below what the rate seen needs at that utilisation, or at
 the HPA's target when the rate seen needs more than the forecast (a burst the forecast
 missed is met as fast and as amply as the HPA meets it); it scales in after its own
-window (none by default). While the forecast is untrusted it is the HPA itself.
+window (none by default). A later step whose pods the HPA's scale-up limit (max(100%, 4
+pods) per 15 s) needs longer to reach than that step is beyond the look-ahead is planned
+for at once, so a rise the forecast sees coming is ready in time. While the forecast is
+untrusted it is the HPA itself.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pydantic import Field
 from analytics.forecast.backtest import to_grid
 from analytics.forecast.config import ForecasterConfig, WorkloadScaling
 from analytics.forecast.hpa import Hpa, HpaConfig, Pods
-from analytics.forecast.policy import PeakForecaster, decide, replicas_for
+from analytics.forecast.policy import Decision, PeakForecaster, decide, replicas_for
 from keiko.store.config import Strict
 
 
@@ -143,8 +146,8 @@ def simulate(times: np.ndarray, values: np.ndarray, config: SimConfig) -> SimRes
     hpa, pred = _Controller(first, start), _Controller(first, start)
     hpa_ctl, pred_ctl = Hpa(hpa_c), Hpa(hpa_c)
     forecaster = PeakForecaster(config.forecaster.model_copy(update={"step_s": step}), scaling)
-    learnt, fallback, decided_at = 0, 0, (-1, -1)
-    decision = None
+    planner = _Planner(forecaster, cap, scaling, hpa_c, (start, step))
+    learnt, fallback = 0, 0
     ticks = np.arange(start, start + len(demand) * step, hpa_c.sync_s)
     for now in ticks:
         seen = now - hpa_c.metrics_lag_s
@@ -156,13 +159,8 @@ def simulate(times: np.ndarray, values: np.ndarray, config: SimConfig) -> SimRes
             learnt += 1
         hpa_ctl.sync(now, hpa.pods, observed, cap)
         reactive = pred_ctl.desired(now, pred.pods, observed, cap)
-        # the steps not seen yet that a pod created now (or not removed now) must cover
-        unseen, end = start + learnt * step, now + hpa_c.startup_s + scaling.horizon_s
-        ahead = max(0, math.ceil((end - unseen) / step))
-        if decision is None or decided_at != (learnt, ahead):  # changes only with these
-            window = (unseen, unseen + (max(ahead, 1) - 1) * step)
-            decision = decide(forecaster, now, 0, cap, scaling, learnt * step, window)
-            decided_at = (learnt, ahead)
+        current = pred.pods.total()
+        decision, ahead = planner.plan(now, learnt, current)
         fallback += decision.mode == "reactive"
         # trusted: the forecast of the steps ahead, never below what the rate seen needs;
         # when that is more than the forecast, the forecast is behind (a burst it missed):
@@ -172,7 +170,6 @@ def simulate(times: np.ndarray, values: np.ndarray, config: SimConfig) -> SimRes
         if ahead and floor > planned:
             floor = replicas_for(observed, cap, scaling)
         want = reactive if decision.mode == "reactive" else max(planned, floor)
-        current = pred.pods.total()
         # in fallback it is the HPA: its own scale-down window too
         down_s = None if decision.mode == "reactive" else scaling.scale_in_stabilisation_s
         new = pred_ctl.normalise(now, current, want, down_s)
@@ -193,6 +190,82 @@ def simulate(times: np.ndarray, values: np.ndarray, config: SimConfig) -> SimRes
         pred_replica_h=pred.pod_syncs * sync_h,
         fallback_share=fallback / max(1, len(ticks)),
     )
+
+
+class _Planner:
+    """The predictive plan at each sync: decisions cached per look-ahead until a step is learnt.
+
+    The plan covers the steps not seen yet that a pod created now (or not removed now) must
+    serve: up to now + start-up + horizon. The HPA that carries the plan out adds at most
+    max(100%, 4 pods) per 15 s, so a large rise must be started earlier than one start-up
+    ahead: a later step whose need takes longer to ramp up to than its distance beyond the
+    look-ahead is planned for now.
+    """
+
+    def __init__(
+        self,
+        forecaster: PeakForecaster,
+        capacity: float,
+        scaling: WorkloadScaling,
+        hpa: HpaConfig,
+        grid: tuple[float, float],
+    ) -> None:
+        self.forecaster, self.capacity, self.scaling, self.hpa = forecaster, capacity, scaling, hpa
+        self.start, self.step = grid
+        self.learnt = -1
+        self.cache: dict[int, Decision] = {}
+
+    def plan(self, now: float, learnt: int, current: int) -> tuple[Decision, int]:
+        """The decision for ``now`` and how many unseen steps it covers."""
+        if learnt != self.learnt:
+            self.learnt, self.cache = learnt, {}
+        end = now + self.hpa.startup_s + self.scaling.horizon_s
+        ahead = self._ahead(end)
+        decision = self._decide(now, ahead)
+        if decision.mode != "predictive":
+            return decision, ahead
+        period = self.hpa.scale_up_period_s
+        longest = ramp_s(current, self.scaling.max_replicas, self.hpa)
+        planned = decision.replicas if ahead else 0
+        extra = period
+        while extra <= longest:
+            later_ahead = self._ahead(end + extra)
+            later = self._decide(now, later_ahead)
+            if (
+                later_ahead > ahead
+                and later.replicas > planned
+                and ramp_s(current, later.replicas, self.hpa) >= extra
+            ):
+                decision, ahead, planned = later, later_ahead, later.replicas
+            extra += period
+        return decision, ahead
+
+    def _ahead(self, end: float) -> int:
+        unseen = self.start + self.learnt * self.step
+        return max(0, math.ceil((end - unseen) / self.step))
+
+    def _decide(self, now: float, ahead: int) -> Decision:
+        if ahead not in self.cache:
+            unseen = self.start + self.learnt * self.step
+            window = (unseen, unseen + (max(ahead, 1) - 1) * self.step)
+            history = self.learnt * self.step
+            self.cache[ahead] = decide(
+                self.forecaster, now, 0, self.capacity, self.scaling, history, window
+            )
+        return self.cache[ahead]
+
+
+def ramp_s(current: int, target: int, hpa: HpaConfig) -> float:
+    """How long after its first scale-up the HPA's scale-up policies reach ``target`` pods."""
+    pods, periods = current, 0
+    while pods < target and periods < 64:
+        grown = max(
+            math.ceil(pods * (1.0 + hpa.scale_up_percent / 100.0)), pods + hpa.scale_up_pods
+        )
+        if grown <= pods:
+            return math.inf  # no scale-up policy lets it grow
+        pods, periods = grown, periods + 1
+    return max(0, periods - 1) * hpa.scale_up_period_s
 
 
 def _index(time: float, start: float, step: float, size: int) -> int:
