@@ -38,11 +38,12 @@ What counts as correct:
 AC@k = the share of cases whose faulty target is among the first k root causes of the
 evaluated incident (a case with no incident counts as a miss).
 
-    .venv/bin/python benchmarks/rca_live_eval.py                      # 12 cases, ~20 min
+    .venv/bin/python benchmarks/rca_live_eval.py                      # 12 cases, ~13 min
     .venv/bin/python benchmarks/rca_live_eval.py --faults cart:latency=200ms payment:errors=0.3
     .venv/bin/python benchmarks/rca_live_eval.py --repeat 3 --json > out.json
 
-Each case's keiko log and demo output are kept under ``benchmarks/out/rca_live_eval/``.
+Each case's keiko config and log, the demo's output and the incident events read are kept
+under ``benchmarks/out/rca_live_eval/<UTC start time>/`` (``--out`` to choose).
 Exit codes: 0 every case ran, 1 a case could not run (keiko did not start, the demo
 failed to send), 2 bad arguments.
 """
@@ -347,11 +348,11 @@ def score(result: Result, found: dict[str, list[dict[str, Any]]], fault_at: floa
     result.top_evidence = [str(e.get("summary", "")) for e in causes[0].get("evidence", [])]
 
 
-def run_case(fault: str, run: int, s: Settings) -> Result:
+def run_case(fault: str, run: int, s: Settings, out: Path) -> Result:
     """Fresh keiko, the demo with ``fault``, the incidents scored, keiko stopped."""
     target = fault.partition(":")[0]
     result = Result(fault, target, run)
-    log_dir = OUT / f"{fault.replace(':', '_').replace('=', '')}-{run}"
+    log_dir = out / f"{fault.replace(':', '_').replace('=', '')}-{run}"
     shutil.rmtree(log_dir, ignore_errors=True)
     log_dir.mkdir(parents=True)
     began = time.monotonic()
@@ -401,14 +402,19 @@ def table(results: list[Result]) -> list[str]:
             f"{_opt(r.answer_s, '{:.0f}s'):>6} {_opt(r.opened_early_s, '{:.0f}s'):>5} "
             f"{r.false_alarms:>2}  {top or r.error or '-'}"
         )
-    acc = accuracy(results)
     lines.append("")
-    lines.append(
-        f"{len(results)} cases: "
-        + ", ".join(f"{k} {v:.2f}" for k, v in acc.items())
-        + f" · incidents opened {sum(r.incident for r in results)}/{len(results)}"
-        + f" · false alarms {sum(r.false_alarms for r in results)}"
-    )
+    groups = {"all": results}
+    for kind in ("latency", "errors"):
+        groups[kind] = [r for r in results if f":{kind}=" in r.fault]
+    for name, group in groups.items():
+        if group and (name == "all" or len(group) < len(results)):
+            acc = accuracy(group)
+            lines.append(
+                f"{name:<8} {len(group):>3} cases: "
+                + ", ".join(f"{k} {v:.2f}" for k, v in acc.items())
+                + f" · incidents {sum(r.incident for r in group)}/{len(group)}"
+                + f" · false alarms {sum(r.false_alarms for r in group)}"
+            )
     misses = [r for r in results if r.rank != 1]
     for r in misses:
         lines.append("")
@@ -448,8 +454,9 @@ def check_fault(text: str) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        description=__doc__,
         epilog="Default faults: " + " ".join(default_faults()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--faults",
@@ -473,6 +480,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=60.0,
         help="seconds to wait after the demo for an analysed incident (default: 60)",
     )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="where each case's logs go (default: benchmarks/out/rca_live_eval/<UTC time>)",
+    )
     parser.add_argument("--keep-data", action="store_true", help="keep each keiko data dir")
     parser.add_argument("--json", action="store_true", help="print JSON on stdout")
     args = parser.parse_args(argv)
@@ -487,12 +499,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = Settings(args.duration, args.after, args.rate, args.wait, args.keep_data)
     faults = args.faults or default_faults()
+    out = args.out or OUT / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     began = time.monotonic()
     results = []
     for fault in faults:
         for run in range(1, args.repeat + 1):
             print(f"[{time.monotonic() - began:5.0f}s] {fault} run {run} ...", file=sys.stderr)
-            result = run_case(fault, run, settings)
+            result = run_case(fault, run, settings, out)
             results.append(result)
             print(f"        {table([result])[2]}", file=sys.stderr)
     wall = time.monotonic() - began
