@@ -8,8 +8,11 @@ percentile rate, so the busiest minutes need about 10 replicas at full load (15 
 target utilisation) and the peak somewhat more.
 
     .venv/bin/python benchmarks/scale_sim.py [--data /work/shared/data] [--sim-only] [--json]
+    .venv/bin/python benchmarks/scale_sim.py --attribution
 
 The scaling comparison uses the defaults of ``SimConfig`` (those of ``keiko scale-sim``).
+``--attribution`` shows what the HPA's under-provisioned minutes come from: each series
+replayed again with one delay or rule of the HPA removed (for both controllers alike).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import pandas as pd
 from analytics.csvseries import read_series_csv
 from analytics.forecast.backtest import backtest, to_grid
 from analytics.forecast.config import ForecasterConfig
+from analytics.forecast.hpa import HpaConfig
 from analytics.forecast.sim import SimConfig, simulate
 
 OUT = Path(__file__).resolve().parent / "out" / "scale_sim"
@@ -112,6 +116,29 @@ def evaluate(path: Path, forecast_scores: bool = True) -> dict[str, object]:
     return row
 
 
+# what the HPA's under-provisioning comes from: the defaults, then one thing removed
+VARIANTS: dict[str, dict[str, float]] = {
+    "defaults": {},
+    "no start-up": {"startup_s": 0.0},
+    "no metrics lag": {"metrics_lag_s": 0.0},
+    "neither": {"startup_s": 0.0, "metrics_lag_s": 0.0},
+    "5 s sync": {"sync_s": 5.0, "scale_up_period_s": 5.0},
+    "no tolerance": {"tolerance": 0.0},
+}
+
+
+def attribution(path: Path) -> dict[str, object]:
+    """HPA and predictive under-provisioned minutes under each of ``VARIANTS``."""
+    series = read_series_csv(path)
+    cap = capacity_for(series.values)
+    row: dict[str, object] = {"series": path.stem}
+    for name, hpa in VARIANTS.items():
+        config = SimConfig(capacity=cap, hpa=HpaConfig().model_copy(update=hpa))
+        result = simulate(series.times, series.values, config)
+        row[name] = f"{result.hpa_under_min:.4g} / {result.pred_under_min:.4g}"
+    return row
+
+
 def _fmt(v: object) -> str:
     if v is None:
         return "-"
@@ -130,8 +157,21 @@ def main() -> int:
         "--sim-only", action="store_true", help="skip the forecast scores (MASE, coverage)"
     )
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--attribution",
+        action="store_true",
+        help="HPA / predictive under-provisioned minutes with the start-up, the metrics "
+        "lag, both, the 15 s sync or the 0.1 tolerance removed",
+    )
     args = parser.parse_args()
     started = time.monotonic()
+    if args.attribution:
+        table = [attribution(p) for p in prepare(args.data)]
+        print(" | ".join(["series", *VARIANTS]))
+        for row in table:
+            print(" | ".join(str(row[c]) for c in ["series", *VARIANTS]))
+        print(f"({time.monotonic() - started:.0f} s)", file=sys.stderr)
+        return 0
     rows = [evaluate(p, not args.sim_only) for p in prepare(args.data)]
     if args.json:
         print(json.dumps(rows, indent=2))
