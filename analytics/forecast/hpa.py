@@ -160,3 +160,16 @@ class Hpa:
         """Remember a scale-up for the rate limit."""
         if new > current:
             self.scale_ups.append((now, new - current))
+
+
+def ramp_s(current: int, target: int, hpa: HpaConfig) -> float:
+    """How long after its first scale-up the HPA's scale-up policies reach ``target`` pods."""
+    pods, periods = current, 0
+    while pods < target and periods < 64:
+        grown = max(
+            math.ceil(pods * (1.0 + hpa.scale_up_percent / 100.0)), pods + hpa.scale_up_pods
+        )
+        if grown <= pods:
+            return math.inf  # no scale-up policy lets it grow
+        pods, periods = grown, periods + 1
+    return max(0, periods - 1) * hpa.scale_up_period_s

@@ -29,7 +29,7 @@ from pydantic import Field
 
 from analytics.forecast.backtest import to_grid
 from analytics.forecast.config import ForecasterConfig, WorkloadScaling
-from analytics.forecast.hpa import Hpa, HpaConfig, Pods
+from analytics.forecast.hpa import Hpa, HpaConfig, Pods, ramp_s
 from analytics.forecast.policy import Decision, PeakForecaster, decide, replicas_for
 from keiko.store.config import Strict
 
@@ -253,19 +253,6 @@ class _Planner:
                 self.forecaster, now, 0, self.capacity, self.scaling, history, window
             )
         return self.cache[ahead]
-
-
-def ramp_s(current: int, target: int, hpa: HpaConfig) -> float:
-    """How long after its first scale-up the HPA's scale-up policies reach ``target`` pods."""
-    pods, periods = current, 0
-    while pods < target and periods < 64:
-        grown = max(
-            math.ceil(pods * (1.0 + hpa.scale_up_percent / 100.0)), pods + hpa.scale_up_pods
-        )
-        if grown <= pods:
-            return math.inf  # no scale-up policy lets it grow
-        pods, periods = grown, periods + 1
-    return max(0, periods - 1) * hpa.scale_up_period_s
 
 
 def _index(time: float, start: float, step: float, size: int) -> int:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from analytics.forecast.hpa import HpaConfig
-from analytics.forecast.sim import SimConfig, ramp_s, simulate
+from analytics.forecast.hpa import HpaConfig, ramp_s
+from analytics.forecast.sim import SimConfig, simulate
 
 
 def daily_ramps(days: int, step: float) -> tuple[np.ndarray, np.ndarray]:
