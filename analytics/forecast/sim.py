@@ -226,6 +226,8 @@ class _Planner:
             return decision, ahead
         period = self.hpa.scale_up_period_s
         longest = ramp_s(current, self.scaling.max_replicas, self.hpa)
+        if not math.isfinite(longest):
+            return decision, ahead  # no scale-up policy: nothing to start early
         planned = decision.replicas if ahead else 0
         extra = period
         while extra <= longest:

@@ -96,3 +96,11 @@ def test_a_rise_that_past_surprises_announce_is_ready_in_time() -> None:
     # (0.21 here; 0.27 when the plan ignores the ramp and orders one start-up ahead only)
     assert result.pred_under_min <= 0.22 * result.hpa_under_min
     assert result.pred_replica_h <= result.hpa_replica_h
+
+
+def test_without_a_scale_up_policy_the_replay_still_ends() -> None:
+    times, values = warned_bursts(episodes=3)
+    hpa = HpaConfig(scale_up_percent=0, scale_up_pods=0)
+    result = simulate(times, values, SimConfig(capacity=100.0, hpa=hpa))
+    # neither controller can add a pod: both under-provisioned through every burst alike
+    assert result.hpa_under_min == result.pred_under_min > 0
