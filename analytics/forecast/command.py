@@ -8,6 +8,8 @@ import math
 import sys
 from typing import IO, Any
 
+from keiko.commands.common import positive_float, positive_int
+
 EXIT_OK, EXIT_USAGE = 0, 2
 
 FORECAST_DESCRIPTION = """\
@@ -72,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     fc.add_argument("input", metavar="IN.csv", help="input file, '-' for stdin")
     fc.add_argument(
-        "--horizon", "-H", type=_positive_int, required=True, metavar="H", help="steps ahead (rows)"
+        "--horizon", "-H", type=positive_int, required=True, metavar="H", help="steps ahead (rows)"
     )
     fc.add_argument("-o", "--output", default="-", metavar="OUT.csv", help="output ('-': stdout)")
     fc.add_argument("--json", action="store_true", help="print the scores as JSON on stderr")
@@ -87,7 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     sim.add_argument("input", metavar="IN.csv", help="input file, '-' for stdin")
     sim.add_argument(
-        "--capacity", type=_positive_float, required=True, metavar="C", help="rate one pod serves"
+        "--capacity", type=positive_float, required=True, metavar="C", help="rate one pod serves"
     )
     sim.add_argument(
         "--horizon",
@@ -148,40 +150,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     sim.add_argument(
         "--max-width",
-        type=_positive_float,
+        type=positive_float,
         default=5.0,
         metavar="W",
         help="widest trusted interval / peak (default 5)",
     )
     sim.add_argument(
-        "--min-replicas", type=_positive_int, default=1, metavar="N", help="minReplicas (default 1)"
+        "--min-replicas", type=positive_int, default=1, metavar="N", help="minReplicas (default 1)"
     )
     sim.add_argument("--json", action="store_true", help="machine-readable output")
     sim.set_defaults(func=run_scale_sim)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
-    return value
-
-
 def _fraction(text: str) -> float:
-    value = _positive_float(text)
+    value = positive_float(text)
     if value >= 1.0 and value != 1.0:
         raise argparse.ArgumentTypeError(f"{text!r} must be in (0, 1]")
     return value
