@@ -22,6 +22,8 @@ ONSET_Z = 3.0
 # A series that never moved before (a flat zero) has no spread to speak of: any move is
 # "far outside anything seen", and beyond this many spreads the number means nothing.
 Z_MAX = 1000.0
+PERSIST_SHARE, PERSIST_MAX = 10, 3  # the move held by 1 in 10 points after, 3 at most
+SMALL_COUNT = 1000  # whole numbers below this are counts; bytes and the like are not
 RECENT = 2  # points just before `at` that show whether a series had moved already
 NORMAL_REACH = 0.99  # quantile of the normal period a move must pass to count fully
 
@@ -77,18 +79,28 @@ def series_deviation(
         recent = before[:0]
     median = float(np.median(before))
     spread = _spread(before, median, cls.direction)
-    if cls.signal == Signal.TRAFFIC:  # counts are Poisson-like: 0 -> 1 call is noise
+    if cls.signal == Signal.TRAFFIC or _counts(before, after):
+        # Counts are Poisson-like: a gauge of requests in flight that was 0 and reads 1 once,
+        # or 0 -> 1 call, is noise, not a move of a thousand spreads.
         spread = max(spread, float(np.sqrt(abs(median))), 1.0 if median == 0 else 0.0)
     z = _bad_side((after - median) / spread, cls.direction)
     already = max(0.0, float(_bad_side((recent - median) / spread, cls.direction).max(initial=0)))
     z = np.minimum(z / (1.0 + already), Z_MAX)
-    k = int(np.argmax(z))
+    # A move is what the series holds for a few points, not its single highest sample.
+    hold = int(np.clip(len(z) // PERSIST_SHARE, 1, PERSIST_MAX))
+    k = int(np.argsort(z)[-hold])
     peak = float(z[k])
     if peak <= 0:
         return 0.0, float("nan"), median, float(after[k])
     passed = np.flatnonzero(z >= max(ONSET_Z, peak / 2))
     onset = float(times[times >= at][passed[0]]) if len(passed) else float("nan")
     return peak, onset, median, float(after[k])
+
+
+def _counts(before: np.ndarray, after: np.ndarray) -> bool:
+    """Small whole numbers throughout (requests in flight, queue length, restarts)."""
+    both = np.concatenate([before, after])
+    return bool(np.all(both == np.round(both)) and np.max(np.abs(both)) < SMALL_COUNT)
 
 
 def _bad_side(z: np.ndarray, direction: int) -> np.ndarray:

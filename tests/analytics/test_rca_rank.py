@@ -86,9 +86,16 @@ def test_a_node_competes_only_through_saturation() -> None:
 
 
 def test_flat_and_spiky_normal_periods() -> None:
-    flat = series("flat", "queue_size", 0.0, 3.0, noise=0.0)
+    flat = series("flat", "gc_pause_seconds", 0.0, 0.25, noise=0.0)
     (dev,) = deviations(flat, AT)
     assert dev.z == Z_MAX  # a flat zero that moved: far outside anything seen, but bounded
+    count = series("count", "requests_in_flight", 0.0, 0.0, noise=0.0)
+    count.loc[count["time"] == AT + 50, "value"] = 1.0  # one sample of one request in flight
+    (dev,) = deviations(count, AT)
+    assert dev.z == 0.0  # a count is Poisson-like, and a single sample is not a move
+    count.loc[count["time"] >= AT, "value"] = 3.0  # three in flight from AT on: a move
+    (dev,) = deviations(count, AT)
+    assert dev.z == 3.0
     rng = np.random.default_rng(5)
     spiky = series("spiky", "requests", 1.0, 1.0, noise=0.0)
     spiky["value"] = rng.poisson(0.3, len(T)) * 5.0  # bursts before and after
