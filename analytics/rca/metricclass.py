@@ -92,9 +92,6 @@ _RULES: tuple[tuple[frozenset[str], MetricClass], ...] = (
                 "runqueue",
                 "sched",
                 "swap",
-                "receive",
-                "transmit",
-                "bytes",
             }
         ),
         MetricClass(Signal.RESOURCE, 1, 1.0),
@@ -144,6 +141,9 @@ _RULES: tuple[tuple[frozenset[str], MetricClass], ...] = (
                 "count",
                 "sum",
                 "traffic",
+                "bytes",
+                "receive",
+                "transmit",
             }
         ),
         MetricClass(Signal.TRAFFIC, 0, 0.6),
