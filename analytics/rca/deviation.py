@@ -24,6 +24,7 @@ ONSET_Z = 3.0
 Z_MAX = 1000.0
 PERSIST_SHARE, PERSIST_MAX = 10, 3  # the move held by 1 in 10 points after, 3 at most
 SMALL_COUNT = 1000  # whole numbers below this are counts; bytes and the like are not
+DERIVED_PREFIX = "trace."  # the series RCA derives from spans: means and shares
 RECENT = 2  # points just before `at` that show whether a series had moved already
 NORMAL_REACH = 0.99  # quantile of the normal period a move must pass to count fully
 
@@ -62,9 +63,11 @@ def _spread(before: np.ndarray, median: float, direction: int) -> float:
 
 
 def series_deviation(
-    times: np.ndarray, values: np.ndarray, at: float, cls: MetricClass
+    times: np.ndarray, values: np.ndarray, at: float, cls: MetricClass, counted: bool = True
 ) -> tuple[float, float, float, float] | None:
-    """(z, onset, median before, peak value) of one series, or None without enough data."""
+    """(z, onset, median before, peak value) of one series, or None without enough data.
+
+    ``counted``: whether whole-number values may be a count (not for derived shares)."""
     ok = np.isfinite(values)
     times, values = times[ok], values[ok]
     before, after = values[times < at], values[times >= at]
@@ -79,7 +82,7 @@ def series_deviation(
         recent = before[:0]
     median = float(np.median(before))
     spread = _spread(before, median, cls.direction)
-    if cls.signal == Signal.TRAFFIC or _counts(before, after):
+    if cls.signal == Signal.TRAFFIC or (counted and _counts(before, after)):
         # Counts are Poisson-like: a gauge of requests in flight that was 0 and reads 1 once,
         # or 0 -> 1 call, is noise, not a move of a thousand spreads.
         spread = max(spread, float(np.sqrt(abs(median))), 1.0 if median == 0 else 0.0)
@@ -98,9 +101,10 @@ def series_deviation(
 
 
 def _counts(before: np.ndarray, after: np.ndarray) -> bool:
-    """Small whole numbers throughout (requests in flight, queue length, restarts)."""
-    both = np.concatenate([before, after])
-    return bool(np.all(both == np.round(both)) and np.max(np.abs(both)) < SMALL_COUNT)
+    """Small whole numbers throughout, not just 0 and 1 (requests in flight, queue length,
+    restarts). A share that happens to be 0 or 1 in every bucket is not a count."""
+    both = np.abs(np.concatenate([before, after]))
+    return bool(np.all(both == np.round(both)) and 2 <= np.max(both) < SMALL_COUNT)
 
 
 def _bad_side(z: np.ndarray, direction: int) -> np.ndarray:
@@ -123,7 +127,8 @@ def deviations(metrics: pd.DataFrame, at: float) -> list[Deviation]:
     for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
         service, metric, instance = (str(x) for x in keys[lo])
         cls = classify(metric)
-        got = series_deviation(times[lo:hi], values[lo:hi], at, cls)
+        counted = not metric.startswith(DERIVED_PREFIX)
+        got = series_deviation(times[lo:hi], values[lo:hi], at, cls, counted)
         if got is not None:
             out.append(Deviation(service, metric, instance, cls, *got))
     return out

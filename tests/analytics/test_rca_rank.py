@@ -96,6 +96,12 @@ def test_flat_and_spiky_normal_periods() -> None:
     count.loc[count["time"] >= AT, "value"] = 3.0  # three in flight from AT on: a move
     (dev,) = deviations(count, AT)
     assert dev.z == 3.0
+    share = series("trace.error_origins", "svc", 0.0, 0.0, noise=0.0).assign(
+        metric="trace.error_origins"
+    )
+    share.loc[share["time"] >= AT, "value"] = 1.0  # a share that is 0, then 1: not a count
+    (dev,) = deviations(share, AT)
+    assert dev.z == Z_MAX
     rng = np.random.default_rng(5)
     spiky = series("spiky", "requests", 1.0, 1.0, noise=0.0)
     spiky["value"] = rng.poisson(0.3, len(T)) * 5.0  # bursts before and after
