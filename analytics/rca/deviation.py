@@ -101,10 +101,9 @@ def series_deviation(
 
 
 def _counts(before: np.ndarray, after: np.ndarray) -> bool:
-    """Small whole numbers throughout, not just 0 and 1 (requests in flight, queue length,
-    restarts). A share that happens to be 0 or 1 in every bucket is not a count."""
+    """Small whole numbers throughout (requests in flight, queue length, restarts)."""
     both = np.abs(np.concatenate([before, after]))
-    return bool(np.all(both == np.round(both)) and 2 <= np.max(both) < SMALL_COUNT)
+    return bool(np.all(both == np.round(both)) and np.max(both) < SMALL_COUNT)
 
 
 def _bad_side(z: np.ndarray, direction: int) -> np.ndarray:
