@@ -62,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--at",
         required=True,
-        type=_instant,
+        type=instant,
         metavar="TIME",
         help="when the problem started: unix seconds or ISO 8601 (UTC if no zone)",
     )
@@ -73,7 +73,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_rca)
 
 
-def _instant(text: str) -> float:
+def instant(text: str) -> float:
+    """An argparse type: unix seconds or ISO 8601 (UTC if no zone)."""
     from analytics.csvseries import parse_timestamp
 
     try:

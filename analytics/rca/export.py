@@ -32,6 +32,7 @@ examples:
 
 def register(subparsers: Any) -> None:
     """Add `keiko export-case` to the CLI."""
+    from analytics.rca.command import instant
     from keiko.commands.common import HelpFormatter, add_config_option, positive_int
 
     parser = subparsers.add_parser(
@@ -42,8 +43,8 @@ def register(subparsers: Any) -> None:
         formatter_class=HelpFormatter,
     )
     add_config_option(parser)
-    parser.add_argument("--since", type=_instant, metavar="TIME", help="start of the window")
-    parser.add_argument("--until", type=_instant, metavar="TIME", help="end (default: now)")
+    parser.add_argument("--since", type=instant, metavar="TIME", help="start of the window")
+    parser.add_argument("--until", type=instant, metavar="TIME", help="end (default: now)")
     parser.add_argument("--incident", metavar="ID", help="the window of this incident")
     parser.add_argument("-o", "--output", required=True, metavar="DIR", help="case directory")
     parser.add_argument(
@@ -61,17 +62,6 @@ def register(subparsers: Any) -> None:
         help="spans to read at most (the newest; default: %(default)s)",
     )
     parser.set_defaults(func=run_export)
-
-
-def _instant(text: str) -> float:
-    from analytics.csvseries import parse_timestamp
-
-    try:
-        return parse_timestamp(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"{exc}; e.g. 1700000000 or 2023-11-14T22:13:20Z"
-        ) from None
 
 
 def run_export(args: argparse.Namespace) -> int:
