@@ -9,6 +9,7 @@ newest records are kept when the window holds more.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -59,19 +60,20 @@ async def _read(
     """Records appended in [start_ns, end_ns]: the newest ``cap`` records (or items), and
     whether older ones were left out."""
     offset = await store.offset_at(stream, start_ns)
-    out: list[Record] = []
-    dropped = False
+    out: deque[Record] = deque()
+    held, dropped = 0, False  # records, or items, in `out`
     while True:
-        page = await store.read(stream, offset, PAGE)
-        page = [r for r in page if r.time_ns <= end_ns]
-        out += page
-        if len(page) < PAGE:
-            break
-        offset = page[-1].offset + 1
-        while len(out) > 1 and (sum(r.count for r in out) if items else len(out)) > cap:
-            out.pop(0)
+        page = [r for r in await store.read(stream, offset, PAGE) if r.time_ns <= end_ns]
+        for record in page:
+            out.append(record)
+            held += record.count if items else 1
+        while len(out) > 1 and held > cap:  # keep the newest
+            oldest = out.popleft()
+            held -= oldest.count if items else 1
             dropped = True
-    return out, dropped
+        if len(page) < PAGE:
+            return list(out), dropped
+        offset = page[-1].offset + 1
 
 
 def metrics_frame(records: list[Record]) -> tuple[pd.DataFrame, int]:

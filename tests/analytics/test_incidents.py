@@ -21,6 +21,7 @@ from starlette.applications import Starlette
 from analytics.incidents.component import IncidentStage
 from analytics.incidents.config import IncidentsConfig
 from analytics.incidents.grouping import IncidentBook
+from analytics.rca.fromstore import read_window
 from analytics.rca.graph import CallGraph
 from analytics.series import build
 from keiko.cli import main
@@ -242,3 +243,23 @@ def test_export_case_then_rca_finds_the_slow_service(
     assert ranked[0]["service"] == "cart"
     missing = ["export-case", "-c", str(config_file), "--incident", "nosuch", "-o", str(case)]
     assert main(missing) == 2
+
+
+def test_window_reads_are_bounded_and_keep_the_newest(tmp_path: Path) -> None:
+    async def main() -> None:
+        config = validate({"store": {"embedded": {"path": str(tmp_path)}}})
+        store = open_store(config.store)
+        await store.start()
+        try:
+            records = metrics_records()  # 60 steps x 3 services, 2 points each
+            await store.append(Stream.METRICS, records)
+            window = await read_window(store, NOW - 3600, time.time() + 60, 30, 1000)
+            assert window.truncated == ["metrics"]
+            newest = window.case.metrics["time"].min()
+            assert newest >= NOW - 300 + 5 * 50  # the last 10 steps: the newest 30 records
+            whole = await read_window(store, NOW - 3600, time.time() + 60, 1000, 1000)
+            assert whole.truncated == [] and whole.series == 6
+        finally:
+            await store.shutdown()
+
+    asyncio.run(main())
