@@ -1,6 +1,7 @@
 # keiko-backbone: `make run` starts keiko on the embedded store; `make test` runs the suite.
 # Both create the virtualenv in .venv on first use. Works as root or as a normal user;
-# as root, `make test` also installs the Debian packages the tests start (nats-server).
+# as root, `make test` also installs the Debian packages the tests start (nats-server,
+# prometheus, prometheus-alertmanager).
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -10,7 +11,8 @@ STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
 # Debian packages the test suite starts as real peers, and what the eBPF probes need
 # (bcc from Debian's python3-bpfcc, never the unrelated PyPI package; kernel headers).
-DEB_TEST_PACKAGES := nats-server bpfcc-tools python3-bpfcc linux-headers-amd64 nftables iproute2
+DEB_TEST_PACKAGES := nats-server prometheus prometheus-alertmanager bpfcc-tools python3-bpfcc \
+                     linux-headers-amd64 nftables iproute2
 PYTEST_ARGS ?=
 
 .PHONY: run test lint bench demo clean debian-test-deps help
