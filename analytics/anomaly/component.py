@@ -34,9 +34,9 @@ from analytics.series.decode import MetricsDecoder
 from analytics.series.table import SeriesTable
 from analytics.series.types import PointBatch, SeriesInfo, SeriesKind
 from analytics.series.workloads import WorkloadRates
-from analytics.stream.worker import StreamWorker
 from keiko.components import ComponentSpec, Context
 from keiko.records import Kind, NewRecord, Record, Stream
+from keiko.stream.worker import StreamWorker
 
 if TYPE_CHECKING:
     from keiko.config.model import KeikoConfig

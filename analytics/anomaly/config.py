@@ -8,8 +8,8 @@ from fnmatch import fnmatchcase
 from pydantic import Field, field_validator
 
 from analytics.series.workloads import DEFAULT_LATENCY_METRICS, DEFAULT_RATE_METRICS
-from analytics.stream.config import BUCKET_DESCRIPTION, CheckpointConfig, StreamStageConfig
 from keiko.store.config import Strict
+from keiko.stream.config import BUCKET_DESCRIPTION, CheckpointConfig, StreamStageConfig
 from keiko.units import Duration
 
 REGEX_PREFIX = "re:"

@@ -19,11 +19,11 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from analytics.series.types import SeriesInfo
-from analytics.stream.export import by_reason as _by_reason
-from analytics.stream.export import counter as _counter
-from analytics.stream.export import gauge as _gauge
-from analytics.stream.export import worker_metrics
-from analytics.stream.worker import WorkerStats
+from keiko.stream.export import by_reason as _by_reason
+from keiko.stream.export import counter as _counter
+from keiko.stream.export import gauge as _gauge
+from keiko.stream.export import worker_metrics
+from keiko.stream.worker import WorkerStats
 
 
 @dataclass

@@ -33,12 +33,12 @@ from analytics.incidents.report import anomaly_of, incident_event
 from analytics.rca.fromstore import read_window
 from analytics.rca.graph import CallGraph
 from analytics.rca.rank import rank
-from analytics.stream.export import gauge, worker_metrics
-from analytics.stream.worker import StreamWorker, WorkerStats
 from analytics.traces.analysis import summarise
 from analytics.traces.profile import exemplars
 from keiko.components import ComponentSpec, Context
 from keiko.records import Kind, NewRecord, Record, Stream
+from keiko.stream.export import gauge, worker_metrics
+from keiko.stream.worker import StreamWorker, WorkerStats
 
 log = logging.getLogger(__name__)
 GROUP = "incidents"

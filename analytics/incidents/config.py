@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from analytics.stream.config import BUCKET_DESCRIPTION, CheckpointConfig, StreamStageConfig
+from keiko.stream.config import BUCKET_DESCRIPTION, CheckpointConfig, StreamStageConfig
 from keiko.units import Duration
 
 

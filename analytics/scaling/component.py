@@ -24,11 +24,11 @@ from analytics.scaling.forecasts import ForecastCollector, WorkloadForecasts
 from analytics.series.decode import MetricsDecoder
 from analytics.series.table import SeriesTable
 from analytics.series.workloads import Observation, WorkloadRates
-from analytics.stream.export import WorkerExport
-from analytics.stream.worker import StreamWorker
 from keiko.components import ComponentSpec, Context
 from keiko.humanize import rfc3339
 from keiko.records import Kind, NewRecord, Record, Stream
+from keiko.stream.export import WorkerExport
+from keiko.stream.worker import StreamWorker
 
 if TYPE_CHECKING:
     from analytics.series.types import PointBatch

@@ -10,7 +10,7 @@ from analytics.series.workloads import (
     DEFAULT_LATENCY_METRICS,
     DEFAULT_RATE_METRICS,
 )
-from analytics.stream.config import BUCKET_DESCRIPTION, CheckpointConfig, StreamStageConfig
+from keiko.stream.config import BUCKET_DESCRIPTION, CheckpointConfig, StreamStageConfig
 from keiko.units import Duration
 
 

@@ -28,9 +28,9 @@ from analytics.spanmetrics.edges import EdgeView
 from analytics.spanmetrics.export import SpanMetricsExport, Stats
 from analytics.spanmetrics.otlp import encode
 from analytics.spanmetrics.stage import SpanStage
-from analytics.stream.worker import StreamWorker
 from keiko.components import ComponentSpec, Context
 from keiko.records import Kind, NewRecord, Record, Stream
+from keiko.stream.worker import StreamWorker
 
 if TYPE_CHECKING:
     from keiko.config.model import KeikoConfig

@@ -6,8 +6,8 @@ from itertools import pairwise
 
 from pydantic import Field, field_validator
 
-from analytics.stream.config import BUCKET_DESCRIPTION, CheckpointConfig, StreamStageConfig
 from keiko.store.config import Strict
+from keiko.stream.config import BUCKET_DESCRIPTION, CheckpointConfig, StreamStageConfig
 from keiko.units import Duration
 
 # The OpenTelemetry Collector spanmetrics connector's default buckets, in seconds.

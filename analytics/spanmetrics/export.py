@@ -25,8 +25,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from analytics.stream.export import counter, gauge, worker_metrics
-from analytics.stream.worker import WorkerStats
+from keiko.stream.export import counter, gauge, worker_metrics
+from keiko.stream.worker import WorkerStats
 
 if TYPE_CHECKING:
     from analytics.spanmetrics.stage import SpanStage

@@ -40,10 +40,10 @@ from analytics.anomaly.bank import DetectorBank
 from analytics.anomaly.component import CHECKPOINT_NAME, AnomalyDetector
 from analytics.anomaly.config import AnomalyConfig
 from analytics.anomaly.scores import Scores
-from analytics.stream.checkpoint import CheckpointStore
 from keiko.config.load import validate
 from keiko.process import Keiko
 from keiko.records import Kind
+from keiko.stream.checkpoint import CheckpointStore
 
 STEP = 10.0  # seconds between points
 BASELINE = 200

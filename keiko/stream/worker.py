@@ -30,12 +30,12 @@ from abc import ABC, abstractmethod
 from collections import Counter as Tally
 from dataclasses import dataclass, field
 
-from analytics.stream.checkpoint import CheckpointError, CheckpointStore
-from analytics.stream.config import CheckpointConfig
 from keiko.components import Context
 from keiko.errors import KeikoError
 from keiko.records import NewRecord, Record, Stream
 from keiko.store.base import Consumer
+from keiko.stream.checkpoint import CheckpointError, CheckpointStore
+from keiko.stream.config import CheckpointConfig
 
 log = logging.getLogger(__name__)
 RETRY_PAUSE = 2.0  # after a store error, before trying again

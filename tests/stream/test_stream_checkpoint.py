@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from fixtures.nats import nats_store_config
 
-from analytics.stream.checkpoint import CheckpointError, CheckpointStore
 from keiko.store import open_store
 from keiko.store.base import KeyValue, Store
 from keiko.store.config import StoreConfig
+from keiko.stream.checkpoint import CheckpointError, CheckpointStore
 
 Body = Callable[[KeyValue], Awaitable[None]]
 

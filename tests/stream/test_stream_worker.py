@@ -10,13 +10,13 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from analytics.stream.checkpoint import CheckpointStore
-from analytics.stream.config import CheckpointConfig
-from analytics.stream.worker import StreamWorker
 from keiko.components import Context
 from keiko.config.load import validate
 from keiko.records import Kind, NewRecord, Record, Stream
 from keiko.store import open_store
+from keiko.stream.checkpoint import CheckpointStore
+from keiko.stream.config import CheckpointConfig
+from keiko.stream.worker import StreamWorker
 from keiko.telemetry import Telemetry
 
 STREAM = Stream.TRACES  # any stream: the worker does not care what it holds

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from analytics.stream.worker import WorkerStats
+from keiko.stream.worker import WorkerStats
 
 
 def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
