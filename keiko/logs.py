@@ -17,8 +17,20 @@ from keiko.config import LoggingConfig
 # LogRecord attributes that are not "extra" fields given by the caller.
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
 
-# Libraries whose INFO lines repeat what keiko's own start-up summary says, or log per request.
-_QUIET = ("uvicorn", "uvicorn.error", "uvicorn.access", "grpc", "nats", "asyncio")
+# Libraries whose INFO lines repeat what keiko's own start-up summary says, or log per request
+# (httpx: every notification POST).
+_QUIET = (
+    "uvicorn",
+    "uvicorn.error",
+    "uvicorn.access",
+    "grpc",
+    "nats",
+    "asyncio",
+    "httpx",
+    "httpcore",
+    "apprise",
+    "kubernetes",
+)
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:

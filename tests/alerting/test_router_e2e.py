@@ -1,0 +1,155 @@
+"""`keiko run` with alerting: alerts posted to the Alertmanager API v2 are grouped, routed
+and delivered to a real local webhook receiver; acknowledgement, silences, kill -9."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+from fixtures.keiko import KeikoFactory
+from fixtures.receiver import Receiver
+
+
+def _alert(name: str, **labels: str) -> dict[str, Any]:
+    return {"labels": {"alertname": name, **labels}, "annotations": {"summary": f"{name} fires"}}
+
+
+def _config(url: str, **route: Any) -> dict[str, Any]:
+    return {
+        "alerting": {
+            "router": {
+                "route": {
+                    "receiver": "hook",
+                    "group_by": ["alertname"],
+                    "group_wait": "1s",
+                    "group_interval": "2s",
+                    "repeat_interval": "1h",
+                    **route,
+                },
+                "receivers": [{"name": "hook", "webhook_configs": [{"url": url + "/hook"}]}],
+                "checkpoint": {"interval": "1s"},
+                "outbox": {"retry_base": "200ms", "retry_max": "1s", "breaker_cooldown": "1s"},
+            }
+        }
+    }
+
+
+def test_alerts_are_grouped_into_one_webhook_notification(keiko_process: KeikoFactory) -> None:
+    with Receiver() as hook:
+        kp = keiko_process(_config(hook.url))
+        with kp.client() as c:
+            body = [_alert("HighLatency", service=f"svc{i}") for i in range(5)]
+            assert c.post("/api/v2/alerts", json=body).status_code == 200
+            ((path, doc),) = hook.wait(1)
+            assert path == "/hook"
+            assert doc["version"] == "4" and doc["status"] == "firing"
+            assert doc["groupLabels"] == {"alertname": "HighLatency"}
+            assert sorted(a["labels"]["service"] for a in doc["alerts"]) == [
+                f"svc{i}" for i in range(5)
+            ]
+            got = c.get("/api/v2/alerts").json()
+            assert len(got) == 5 and got[0]["receivers"] == [{"name": "hook"}]
+            # the same alerts again: nothing new to tell
+            assert c.post("/api/v2/alerts", json=body).status_code == 200
+            time.sleep(3)
+            assert len(hook.posts) == 1
+
+
+def test_bad_requests_get_400_and_change_nothing(keiko_process: KeikoFactory) -> None:
+    with Receiver() as hook:
+        kp = keiko_process(_config(hook.url))
+        with kp.client() as c:
+            bad: list[Any] = [
+                b"{not json",
+                {"labels": {}},
+                [{"labels": {"alertname": "x", "bad-name": "y"}}],
+                [{"labels": {"alertname": "x" * 20000}}],
+                [{"labels": {"alertname": "ok"}}, {"labels": {"n": 1}}],
+                [{"labels": {"alertname": "x"}, "startsAt": "yesterday"}],
+            ]
+            for body in bad:
+                if isinstance(body, bytes):
+                    r = c.post("/api/v2/alerts", content=body)
+                else:
+                    r = c.post("/api/v2/alerts", json=body)
+                assert r.status_code == 400, (body, r.text)
+                assert r.json()["detail"]
+            r = c.post(
+                "/api/v2/silences",
+                json={"matchers": [{"name": "a", "value": "(", "isRegex": True}]},
+            )
+            assert r.status_code == 400
+            time.sleep(2)
+            assert c.get("/api/v2/alerts").json() == []
+            assert hook.posts == []
+
+
+def test_silence_mutes_and_ack_stops_repeats(keiko_process: KeikoFactory) -> None:
+    with Receiver() as hook:
+        kp = keiko_process(_config(hook.url, repeat_interval="3s"))
+        with kp.client() as c:
+            now = time.time()
+            silence = {
+                "matchers": [{"name": "service", "value": "quiet", "isRegex": False}],
+                "startsAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 1)),
+                "endsAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 3600)),
+                "createdBy": "test",
+                "comment": "maintenance",
+            }
+            sid = c.post("/api/v2/silences", json=silence).json()["silenceID"]
+            assert c.get(f"/api/v2/silence/{sid}").json()["status"]["state"] == "active"
+            c.post("/api/v2/alerts", json=[_alert("Down", service="quiet")])
+            c.post("/api/v2/alerts", json=[_alert("Up", service="loud")])
+            ((_, doc),) = hook.wait(1)
+            assert doc["groupLabels"] == {"alertname": "Up"}
+            fp = doc["alerts"][0]["fingerprint"]
+            hook.wait(2, timeout=10)  # repeat_interval 3s: told again
+            r = c.post(f"/api/v1/alerts/{fp}/ack", json={"by": "alice", "comment": "on it"})
+            assert r.status_code == 202
+            time.sleep(1)
+            seen = len(hook.posts)
+            time.sleep(6)
+            assert len(hook.posts) == seen  # acknowledged: no more repeats
+            quiet = c.get("/api/v2/alerts", params={"filter": 'service="quiet"'}).json()
+            assert quiet[0]["status"]["state"] == "suppressed"
+            assert quiet[0]["status"]["silencedBy"] == [sid]
+            assert c.delete(f"/api/v2/silence/{sid}").status_code == 200
+            assert c.get(f"/api/v2/silence/{sid}").json()["status"]["state"] == "expired"
+
+
+def test_kill_9_between_accept_and_delivery_loses_nothing(keiko_process: KeikoFactory) -> None:
+    with Receiver() as hook:
+        config = _config(hook.url, group_wait="4s")
+        kp = keiko_process(config)
+        with kp.client() as c:
+            assert c.post("/api/v2/alerts", json=[_alert("Disk", service="db")]).status_code == 200
+        kp.kill()  # accepted, not yet delivered (group_wait 4s)
+        assert hook.posts == []
+        kp.start()
+        ((_, doc),) = hook.wait(1, timeout=30)
+        assert doc["alerts"][0]["labels"] == {"alertname": "Disk", "service": "db"}
+        time.sleep(5)
+        assert len(hook.posts) == 1
+
+
+def test_receiver_down_then_back_gets_every_notification_once(
+    keiko_process: KeikoFactory,
+) -> None:
+    with Receiver() as hook:
+        hook.status = 503
+        kp = keiko_process(_config(hook.url))
+        with kp.client() as c:
+            for name in ("A", "B", "C"):
+                c.post("/api/v2/alerts", json=[_alert(name, service="x")])
+            time.sleep(4)
+            assert hook.posts == []
+            hook.status = 200
+            posts = hook.wait(3, timeout=20)
+            time.sleep(3)
+            assert len(hook.posts) == 3
+            assert sorted(d["groupLabels"]["alertname"] for _, d in posts) == ["A", "B", "C"]
+            events = httpx.get(
+                f"{kp.api_url}/api/v1/streams/events/records", params={"limit": 1000}
+            )
+            assert events.status_code == 200
