@@ -5,7 +5,10 @@ may have half-run is not re-run by the outbox)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
 import subprocess
 from typing import Any
 
@@ -50,20 +53,26 @@ class CommandExecutor:
 
     def _run(self, stdin: bytes, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
         try:
-            return subprocess.run(
+            process = subprocess.Popen(
                 list(self.action.argv),  # a list and shell=False: nothing is parsed by a shell
-                input=stdin,
-                capture_output=True,
-                timeout=self.action.timeout,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 shell=False,
                 env=env,
-                check=False,
                 close_fds=True,
+                start_new_session=True,  # its own process group: a timeout kills children too
             )
-        except subprocess.TimeoutExpired:
-            raise Permanent(f"killed after the timeout of {self.action.timeout:g}s") from None
         except OSError as e:
             raise Permanent(f"cannot run {self.action.argv[0]}: {e}") from None
+        try:
+            out, err = process.communicate(stdin, timeout=self.action.timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise Permanent(f"killed after the timeout of {self.action.timeout:g}s") from None
+        return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -14,9 +14,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from alerting.secrets import Secret
+from keiko.records import check_stream_name
 from keiko.store.config import Strict
 from keiko.units import Duration
 
@@ -247,6 +248,11 @@ class RemediationConfig(Strict):
     history: int = Field(
         default=500, ge=1, description="Requests kept for the API (the oldest decided go first)."
     )
+
+    @field_validator("audit_stream")
+    @classmethod
+    def _stream(cls, value: str) -> str:
+        return check_stream_name(value)
 
     @model_validator(mode="after")
     def _check(self) -> RemediationConfig:

@@ -139,6 +139,7 @@ class Remediator:
             self._metrics = None
         for executor in self.executors.values():
             await executor.close()
+        self._book = None  # deliveries now get Retryable; start() may load it again
 
     # -- delivery ---------------------------------------------------------------------------
 

@@ -203,6 +203,21 @@ def test_command_failure_is_permanent_with_exit_code_and_stderr(tmp_path: Path) 
     asyncio.run(main())
 
 
+def test_command_is_killed_after_its_timeout(tmp_path: Path) -> None:
+    script = write_script(tmp_path, "sleep 5 &\nsleep 5\n")  # a child holds the pipes too
+    config = command_config(script, tmp_path, timeout="200ms")
+
+    async def main() -> None:
+        async with started(tmp_path / "data", config) as r:
+            began = time.monotonic()
+            with pytest.raises(Permanent, match=r"killed after the timeout of 0\.2s"):
+                await r.targets()["restart-cart"].deliver(item("restart-cart", "r1"))
+            assert time.monotonic() - began < 3
+            assert await statuses(r) == ["failed"]
+
+    asyncio.run(main())
+
+
 def test_dry_run_audits_the_call_and_runs_nothing(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
@@ -297,6 +312,7 @@ def test_verify_after_checks_whether_the_alerts_resolved(tmp_path: Path) -> None
             )
             assert "keiko_remediation_pending_approvals 0.0" in scrape
             registry = r.ctx.telemetry.registry
+            await r.shutdown(time.monotonic() + 1)  # then once more on leaving: idempotent
         assert "keiko_remediation" not in generate_latest(registry).decode()  # unregistered
 
     asyncio.run(main())
@@ -327,7 +343,8 @@ class Peer:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        serve = self.server.serve_forever
+        threading.Thread(target=serve, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
 
 @pytest.fixture
