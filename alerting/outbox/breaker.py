@@ -62,7 +62,12 @@ class Breaker:
     def _set(self, state: State, why: str) -> None:
         old, self.state = self.state, state
         self.transitions += 1
-        level = logging.WARNING if state is State.OPEN else logging.INFO
+        # Opening and closing are news; the probe cycle of a receiver that stays down
+        # (open -> half-open -> open every cooldown) would flood the log, so it is DEBUG.
+        if State.HALF_OPEN in (old, state) and state is not State.CLOSED:
+            level = logging.DEBUG
+        else:
+            level = logging.WARNING if state is State.OPEN else logging.INFO
         log.log(
             level,
             "outbox: target %r circuit %s -> %s (%s)",

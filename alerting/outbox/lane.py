@@ -39,6 +39,7 @@ class Lane:
 
     def __init__(
         self,
+        name: str,
         target: Target,
         config: OutboxConfig,
         store: Store,
@@ -47,13 +48,13 @@ class Lane:
         stop: asyncio.Event,
         other: Callable[[Record, OutboxItem | None], None],
     ) -> None:
-        self.target, self.name = target, target.name
+        self.target, self.name = target, name  # name: the key items carry as their target
         self.config, self.store, self.dedup, self.audit = config, store, dedup, audit
-        self.group = group_name(target.name)
+        self.group = group_name(name)
         self.stop = stop
         self.other = other  # told about every record that is not this target's item
         self.stats = LaneStats()
-        self.breaker = Breaker(target.name, config.breaker_failures, config.breaker_cooldown)
+        self.breaker = Breaker(name, config.breaker_failures, config.breaker_cooldown)
         self.consumer: Consumer | None = None
 
     async def run(self) -> None:

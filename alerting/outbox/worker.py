@@ -105,7 +105,9 @@ class Outbox:
                 use_ledger(self.dedup.ledger(name))
             # The first lane alone reports records no lane takes (every lane sees them).
             other = self._census if k == 0 else _ignore
-            lane = Lane(target, self.config, self.ctx.store, self.dedup, audit, self._stop, other)
+            lane = Lane(
+                name, target, self.config, self.ctx.store, self.dedup, audit, self._stop, other
+            )
             self.lanes[name] = lane
             self._tasks.append(asyncio.create_task(lane.run(), name=f"outbox-{name}"))
         self._tasks.append(asyncio.create_task(self._collect_garbage(), name="outbox-gc"))

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_notify_peers import HttpSink
+from test_notify_peers import HttpSink, SmtpSink
 
 from alerting.model import OUTBOX_KIND, OUTBOX_STREAM, Notification, OutboxItem
 from alerting.notify import NotifyOptions, ReceiverConfig, receiver_targets
@@ -339,3 +339,43 @@ def test_dedup_keys_are_garbage_collected(tmp_path: Path) -> None:
             await store.shutdown()
 
     asyncio.run(main())
+
+
+@pytest.mark.filterwarnings("ignore:'imghdr' is deprecated:DeprecationWarning")
+def test_partial_success_survives_restart_and_email_goes_out(
+    tmp_path: Path, sink: HttpSink
+) -> None:
+    """Webhook a takes the item, b answers 503: after a restart only b gets it (the
+    per-config key is in the outbox bucket); e-mail through apprise to a real SMTP server."""
+
+    async def main(smtp: SmtpSink) -> None:
+        recv = [
+            ReceiverConfig.model_validate(
+                {
+                    "name": "ops",
+                    "webhook_configs": [{"url": f"{sink.url}/a"}, {"url": f"{sink.url}/b"}],
+                    "email_configs": [
+                        {
+                            "to": "ops@example.org",
+                            "from": "keiko@example.org",
+                            "smarthost": f"127.0.0.1:{smtp.port}",
+                            "require_tls": False,
+                        }
+                    ],
+                }
+            )
+        ]
+        sink.answer("/b", 503)
+        async with rig(tmp_path, recv, retry_base=5.0, retry_max=5.0) as r:
+            await r.append(item(1))
+            await until(_has_status(r, "retrying"))
+            keys = await (await r.store.kv("outbox")).keys()
+        assert sorted(keys) == ["ops.ops-1.0", "ops.ops-1.2"]  # webhook a and the e-mail
+        sink.answer("/b", 200)
+        async with rig(tmp_path, recv) as r:
+            await until(lambda: len(sink.received("/b")) == 1)
+            await until(_has_status(r, "delivered"))
+        assert len(sink.received("/a")) == 1 and len(smtp.messages) == 1
+
+    with SmtpSink() as smtp:
+        asyncio.run(main(smtp))
