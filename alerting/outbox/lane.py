@@ -118,13 +118,19 @@ class Lane:
             if item is None:
                 skipped_to = record.offset
                 continue
+            if record.offset <= self.stats.committed:
+                # Settled already: NATS delivers records again that stayed uncommitted
+                # for its ack wait (an item retried for minutes holds up its batch).
+                self.stats.fetched_pending -= 1
+                skipped_to = max(skipped_to, record.offset)
+                continue
             if not await self._settle(item):
                 return  # stopping: not committed, delivered again after the restart
             await self._commit(record.offset)
             skipped_to = 0
             self.stats.fetched_pending -= 1
-        if skipped_to:
-            await self._commit(skipped_to)
+        if skipped_to:  # never backwards: a redelivered record is older than the commit
+            await self._commit(max(skipped_to, self.stats.committed))
 
     async def _commit(self, offset: int) -> None:
         assert self.consumer is not None
