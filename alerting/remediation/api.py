@@ -23,6 +23,7 @@ PATH = "/api/v1/remediations"
 STATUSES = (
     "admitted",
     "retrying",
+    "running",
     "awaiting_approval",
     "approved",
     "rejected",

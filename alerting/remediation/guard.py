@@ -16,10 +16,12 @@ from alerting.model import rfc3339
 from alerting.remediation.config import Guardrails
 from keiko.store.base import KeyValue
 
-# A request's record moves: admitted -> executed | dry_run | failed (retrying in between
-# while the outbox retries), or awaiting_approval -> approved -> ... | rejected; skipped.
+# A request's record moves: admitted -> running -> executed | dry_run | failed (retrying
+# in between while the outbox retries), or awaiting_approval -> approved -> running -> ...
+# | rejected; or skipped.
 OPEN = ("admitted", "retrying")  # a redelivery runs these again
 PENDING = "awaiting_approval"
+RUNNING = "running"  # found after a restart: the outcome is unknown, it is not run again
 
 
 def _digest(*parts: str) -> str:
@@ -105,6 +107,6 @@ class Book:
 
 def finished(record: dict[str, Any]) -> bool:
     """Nothing more will happen to it (no run, approval or verification owed)."""
-    if record["status"] in (*OPEN, PENDING, "approved"):
+    if record["status"] in (*OPEN, PENDING, RUNNING, "approved"):
         return False
     return not (record.get("verify_at") and "resolved" not in record)

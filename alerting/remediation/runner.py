@@ -23,7 +23,7 @@ from alerting.delivery import Permanent, Retryable, Target
 from alerting.model import OutboxItem, rfc3339
 from alerting.remediation.actions import Executor, RemediationRequest, build_executor
 from alerting.remediation.config import ActionConfig, KubeAction, RemediationConfig
-from alerting.remediation.guard import OPEN, PENDING, Book, Guard
+from alerting.remediation.guard import OPEN, PENDING, RUNNING, Book, Guard
 from alerting.secrets import redact
 from keiko.components import Context
 from keiko.config.load import ConfigError
@@ -37,6 +37,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 Resolved = Callable[[list[str]], bool | None]
+VERDICTS: dict[bool | None, str] = {
+    True: "the alerts resolved",
+    False: "the alerts still fire",
+    None: "unknown whether the alerts resolved",
+}
 
 
 class UnknownRequest(KeyError):
@@ -80,7 +85,8 @@ class Remediator:
         self.counts: Counter[tuple[str, str]] = Counter()  # audit events by (action, status)
         self.verified: Counter[tuple[str, str]] = Counter()  # by (action, resolved)
         self._lock = asyncio.Lock()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # verifications
+        self._running: dict[str, asyncio.Task[None]] = {}  # runs by request id
         self._book: Book | None = None
         self._guard: Guard | None = None
         self._metrics: RemediationMetrics | None = None
@@ -127,9 +133,12 @@ class Remediator:
         )
 
     async def shutdown(self, deadline: float) -> None:
-        """Cancel verifications (they resume at the next start), unregister metrics and
-        close clients. Idempotent."""
-        tasks, self._tasks = list(self._tasks), set()
+        """Let runs finish until ``deadline``, cancel verifications (they resume at the next
+        start), unregister metrics and close clients. Idempotent."""
+        running = list(self._running.values())
+        if running:
+            await asyncio.wait(running, timeout=max(0.0, deadline - time.monotonic()))
+        tasks, self._tasks = [*self._tasks, *self._running.values()], set()
         for task in tasks:
             task.cancel()
         if tasks:
@@ -159,9 +168,38 @@ class Remediator:
             record = book.get(request.request_id)
             if record is None:
                 record = await self._admit(action, executor, request)
-            if record["status"] not in OPEN:
+            if record["status"] == RUNNING:
+                task = self._running.get(request.request_id)
+                if task is None:  # it was running when keiko stopped: do not run it twice
+                    reason = "interrupted by a restart while running; the outcome is unknown"
+                    await self._settle(record, "failed", f"{reason} (not run again)")
+                    raise Permanent(reason)
+            elif record["status"] in OPEN:
+                task = await self._launch(action, executor, record, retry=True)
+            else:
                 return  # skipped, waiting for approval, or done before a redelivery
-        await self._run(action, executor, record, retry=True)
+        # The run is its own task: when the outbox's timeout cancels this wait, the run
+        # goes on and settles the record; the next delivery waits for the same run.
+        await asyncio.shield(task)
+
+    async def _launch(
+        self, action: ActionConfig, executor: Executor, record: dict[str, Any], *, retry: bool
+    ) -> asyncio.Task[None]:
+        """Mark ``record`` running and start its run (the caller holds the lock)."""
+        record.update(status=RUNNING, updated=time.time())
+        await self.book.put(record)
+        request_id = record["request_id"]
+        task = asyncio.get_running_loop().create_task(
+            self._run(action, executor, record, retry=retry)
+        )
+        self._running[request_id] = task
+        task.add_done_callback(lambda done: self._ran(request_id, done))
+        return task
+
+    def _ran(self, request_id: str, task: asyncio.Task[None]) -> None:
+        self._running.pop(request_id, None)
+        if not task.cancelled():
+            task.exception()  # settled and audited already; a waiting delivery re-raises it
 
     async def _admit(
         self, action: ActionConfig, executor: Executor, request: RemediationRequest
@@ -254,6 +292,8 @@ class Remediator:
             "dry_run": record["dry_run"],
             **extra,
         }
+        if "decided_by" in record and "by" not in event:
+            event["decided_by"] = record["decided_by"]
         self.counts[(record["action"], status)] += 1
         payload = redact(json.dumps(event, separators=(",", ":"))).encode()
         try:
@@ -277,12 +317,17 @@ class Remediator:
             status = "approved" if approve else "rejected"
             reason = f"{status} by {by}" + (f": {comment}" if comment else "")
             await self._settle(record, status, reason, keep_request=approve, by=by, comment=comment)
-        name = record["action"]
-        if approve and name in self.actions:
-            await self._run(self.actions[name], self.executors[name], record, retry=False)
-        elif approve:
-            await self._settle(record, "failed", f"action {name} is no longer configured")
+            task = await self._approved(record) if approve else None
+        if task is not None:
+            await asyncio.shield(task)  # a client that hangs up does not stop the run
         return record
+
+    async def _approved(self, record: dict[str, Any]) -> asyncio.Task[None] | None:
+        name = record["action"]
+        if name not in self.actions:  # removed from the config since it was requested
+            await self._settle(record, "failed", f"action {name} is no longer configured")
+            return None
+        return await self._launch(self.actions[name], self.executors[name], record, retry=False)
 
     # -- verification -----------------------------------------------------------------------
 
@@ -298,10 +343,15 @@ class Remediator:
         except Exception:  # the integrator's callback: unknown rather than a dead task
             log.exception("remediation: resolved() failed")
             resolved = None
+        if not isinstance(resolved, bool):
+            resolved = None
         async with self._lock:
             record.update(resolved=resolved, verified_at=time.time())
             await self.book.put(record)
-            await self.audit(record, "verified", resolved=resolved, after=record["status"])
+            reason = VERDICTS[resolved]
+            await self.audit(
+                record, "verified", reason=reason, resolved=resolved, after=record["status"]
+            )
         label = "unknown" if resolved is None else str(resolved).lower()
         self.verified[(record["action"], label)] += 1
 

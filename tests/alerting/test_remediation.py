@@ -237,6 +237,33 @@ def test_dry_run_audits_the_call_and_runs_nothing(tmp_path: Path) -> None:
     assert list(out.iterdir()) == []
 
 
+def test_a_run_outlives_the_outboxs_timeout_and_never_runs_twice(tmp_path: Path) -> None:
+    """The outbox cancels a slow delivery and retries it: the retry waits for the same run."""
+    runs = tmp_path / "runs"
+    script = write_script(tmp_path, f"echo run >> {runs}\nsleep 0.6\n")
+    config = command_config(script, tmp_path)
+
+    async def main() -> None:
+        data = tmp_path / "data"
+        async with started(data, config) as r:
+            target = r.targets()["restart-cart"]
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(target.deliver(item("restart-cart", "r1")), 0.2)
+            assert r.listing()[0]["status"] == "running"
+            await target.deliver(item("restart-cart", "r1"))  # waits for the first run
+            assert await statuses(r) == ["executed"]
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(target.deliver(item("restart-cart", "r2", "ads")), 0.2)
+            await r.shutdown(time.monotonic())  # no time left: the run is abandoned
+        async with started(data, config) as again:
+            with pytest.raises(Permanent, match="interrupted by a restart"):
+                await again.targets()["restart-cart"].deliver(item("restart-cart", "r2", "ads"))
+            assert await statuses(again) == ["executed", "failed"]
+
+    asyncio.run(main())
+    assert runs.read_text().split() == ["run", "run"]  # r1 once, r2 once
+
+
 # -- guards ---------------------------------------------------------------------------------
 
 
@@ -353,6 +380,26 @@ def peer() -> Iterator[Peer]:
     yield found
     found.server.shutdown()
     found.server.server_close()
+
+
+def test_webhook_without_a_peer_is_retryable(tmp_path: Path, peer: Peer) -> None:
+    url = peer.url
+    peer.server.shutdown()
+    peer.server.server_close()  # nothing listens there now
+    config = {
+        "dry_run": False,
+        "actions": [{"name": "hook", "type": "webhook", "url": url, "timeout": "2s"}],
+    }
+
+    async def main() -> None:
+        async with started(tmp_path / "data", config) as r:
+            with pytest.raises(Retryable, match="ConnectError"):
+                await r.targets()["hook"].deliver(item("hook", "r1"))
+            (event,) = await events(r)
+            assert event["status"] == "failed" and event["retry"] is True
+            assert r.listing()[0]["status"] == "retrying"
+
+    asyncio.run(main())
 
 
 def test_webhook_posts_the_request_and_keeps_secrets_out_of_events(
