@@ -47,7 +47,7 @@ class _Rule:
     index: dict[tuple[str, ...], _Bucket] = field(default_factory=dict)
 
     def key(self, labels: Mapping[str, str]) -> tuple[str, ...]:
-        return tuple(labels.get(n, "") for n in self.equal)
+        return tuple([labels.get(n, "") for n in self.equal])
 
 
 class Inhibitor:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -29,6 +30,8 @@ from alerting.matchers import (
 from alerting.model import parse_time, rfc3339
 
 SILENCES_MAX = 10_000  # not-yet-expired silences kept at once (bounded, like AM's limits)
+# A regex that is only alternatives of plain text (no metacharacters): "eu-1|eu-2|us-1".
+_LITERALS = re.compile(r"[\w\-/:@ ]+(?:\|[\w\-/:@ ]+)*")
 _REQUIRED = ("matchers", "startsAt", "endsAt", "createdBy", "comment")
 
 
@@ -177,8 +180,9 @@ class Silences:
     def __init__(self, limit: int = SILENCES_MAX) -> None:
         self._by_id: dict[str, Silence] = {}
         self._limit = limit
-        self._index: dict[tuple[str, str], set[str]] = {}  # (name, value) of one = matcher
-        self._scan: set[str] = set()  # silences without an equality matcher to index by
+        self._index: dict[tuple[str, str], set[str]] = {}  # (name, value) -> silence ids
+        self._scan: set[str] = set()  # silences with nothing to index by
+        self._keys: dict[str, tuple[tuple[str, str], ...]] = {}  # id -> its index keys
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -208,7 +212,8 @@ class Silences:
         if prev is not None and _can_update(prev, s, now):
             self._store(replace(s, matchers=list(s.matchers), updated_at=now))
             return s.id
-        if self._live(now) >= self._limit:
+        # Counting the unexpired ones is O(n): only needed once the store is that big.
+        if len(self._by_id) >= self._limit and self._live(now) >= self._limit:
             raise SilenceError(f"too many silences ({self._limit}); expire some or raise the limit")
         if prev is not None and prev.state(now) != "expired":
             self.expire(prev.id, now)  # AM: a change it cannot apply in place replaces it
@@ -280,31 +285,37 @@ class Silences:
         if s.id in self._by_id:
             self._drop(s.id)
         self._by_id[s.id] = s
-        key = _index_key(s)
-        if key is None:
+        keys = self._index_keys(s)
+        self._keys[s.id] = keys
+        if not keys:
             self._scan.add(s.id)
-        else:
+        for key in keys:
             self._index.setdefault(key, set()).add(s.id)
 
+    def _index_keys(self, s: Silence) -> tuple[tuple[str, str], ...]:
+        """Label pairs one of which every alert the silence matches must carry, so the
+        silence need only be checked for alerts with one of them: a non-empty equality
+        matcher's pair, or the pairs of a regex of plain alternatives (``a|b|c``). Of
+        several choices, the one whose buckets are smallest now (``instance="a"`` rather
+        than the ``alertname="Down"`` that thousands of silences share). Empty: scan."""
+        choices: list[tuple[tuple[str, str], ...]] = []
+        for m in sorted(s.matchers, key=sort_key):
+            if m.op == "=" and m.value:
+                choices.append(((m.name, m.value),))
+            elif m.op == "=~" and _LITERALS.fullmatch(m.value):
+                choices.append(tuple((m.name, v) for v in m.value.split("|")))
+        return min(choices, key=lambda ks: sum(len(self._index.get(k, ())) for k in ks), default=())
+
     def _drop(self, sid: str) -> None:
-        s = self._by_id.pop(sid)
-        key = _index_key(s)
-        if key is None:
+        del self._by_id[sid]
+        keys = self._keys.pop(sid)
+        if not keys:
             self._scan.discard(sid)
-            return
-        ids = self._index.get(key, set())
-        ids.discard(sid)
-        if not ids:
-            self._index.pop(key, None)
-
-
-def _index_key(s: Silence) -> tuple[str, str] | None:
-    """One equality matcher with a non-empty value: an alert matching the silence must
-    carry exactly this label, so the silence need only be checked for such alerts."""
-    for m in sorted(s.matchers, key=sort_key):
-        if m.op == "=" and m.value:
-            return (m.name, m.value)
-    return None
+        for key in keys:
+            ids = self._index.get(key, set())
+            ids.discard(sid)
+            if not ids:
+                self._index.pop(key, None)
 
 
 def _can_update(prev: Silence, new: Silence, now: float) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-from alerting.matchers import Matcher, format_matchers, sort_key
+from alerting.matchers import Matcher, all_match, format_matchers, sort_key
 from alerting.routing.config import (
     DEFAULT_GROUP_INTERVAL,
     DEFAULT_GROUP_WAIT,
@@ -66,7 +66,7 @@ class Route:
 
     def match(self, labels: Mapping[str, str]) -> list[Route]:
         """The routes an alert with ``labels`` goes to (empty if this route does not match)."""
-        if not all(m.matches(labels) for m in self.matchers):
+        if not all_match(self.matchers, labels):
             return []
         found: list[Route] = []
         for child in self.routes:
