@@ -277,11 +277,26 @@ class BurnBook:
         }
         return cls(built, dict(windows), min_events)
 
+    def __post_init__(self) -> None:
+        # Objectives by (metric, service): a point finds its few with one lookup.
+        self._index: dict[tuple[str, str], list[Objective]] = {}
+        for o in self.objectives.values():
+            metric = DURATION if o.config.kind == "latency" else CALLS
+            self._index.setdefault((metric, o.config.service), []).append(o)
+
+    def services(self, metric: str) -> frozenset[str]:
+        """The services some objective reads ``metric`` of."""
+        return frozenset(s for m, s in self._index if m == metric)
+
+    def wanted(self, point: Point) -> list[Objective]:
+        """The objectives ``point`` counts calls of."""
+        found = self._index.get((point.metric, point.attributes.get("service.name", "")))
+        return [o for o in found if o.wants(point)] if found else []
+
     def observe(self, point: Point, increment: tuple[float, ...]) -> None:
         """Count one point's increment in every objective it is about."""
-        for objective in self.objectives.values():
-            if objective.wants(point):
-                objective.count(point, increment)
+        for objective in self.wanted(point):
+            objective.count(point, increment)
 
     def evaluate(self, now_s: float) -> list[Change]:
         """Judge every window pair at ``now_s``; the alerts whose state changed."""

@@ -82,9 +82,9 @@ class SloStage(StreamWorker):
         self.tracker = DeltaTracker(c.stale_after, c.max_counters)
         self.clock_ns = 0  # data time: the newest point time seen
         self._judged = -1  # the bucket of the last evaluation
-        slo_metrics = {CALLS, DURATION} if c.objectives else set()
-        self.names = frozenset(slo_metrics) | self.rules.metrics()
-        self._slo_metrics = frozenset(slo_metrics)
+        self._rule_metrics = self.rules.metrics()
+        self._services = {m: self.burn.services(m) for m in (CALLS, DURATION)}
+        self.names = self._rule_metrics | {m for m, s in self._services.items() if s}
 
     # -- processing (pure, a worker thread) ---------------------------------------------------
 
@@ -108,7 +108,7 @@ class SloStage(StreamWorker):
 
     def _fold(self, record: Record) -> None:
         try:
-            points = decode(record.payload, self.names)
+            points = decode(record.payload, self.names, self._keep)
         except ValueError as exc:
             self.stats.skipped_records["undecodable"] += 1
             log.debug("slo: metrics record %d not read: %s", record.offset, exc)
@@ -120,13 +120,24 @@ class SloStage(StreamWorker):
                 self.stats.dropped_points["no_time" if point.time_ns <= 0 else "future"] += 1
                 continue
             self.clock_ns = max(self.clock_ns, point.time_ns)
-            slo = point.metric in self._slo_metrics
+            objectives = self.burn.wanted(point)
+            rules = self.rules.matching(point)
+            if not objectives and not rules:
+                continue
             delta = None
-            if point.kind != "gauge" and (slo or self.rules.wants_delta(point.metric)):
+            if point.kind != "gauge" and (objectives or self.rules.wants_delta(rules)):
                 delta = self.tracker.update(point)
-            if slo and delta is not None:
-                self.burn.observe(point, delta.counts)
-            self.rules.observe(point, delta)
+            if delta is not None:
+                for objective in objectives:
+                    objective.count(point, delta.counts)
+            if rules:
+                self.rules.observe(point, delta, rules)
+
+    def _keep(self, metric: str, resource: dict[str, str]) -> bool:
+        """Decode a metric of a resource only when a rule or an objective may read it."""
+        if metric in self._rule_metrics:
+            return True
+        return resource.get("service.name", "") in self._services.get(metric, ())
 
     def evaluate(self) -> list[dict[str, Any]]:
         """Judge every alert at the current data time; events of the changes."""

@@ -9,7 +9,7 @@ time is a restart of the counter (the new value is then the increment).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,8 +67,13 @@ def _attrs(base: dict[str, str], pairs: Iterable[PbKeyValue]) -> dict[str, str]:
     return out
 
 
-def decode(payload: bytes, names: frozenset[str]) -> list[Point]:
-    """The points of the metrics in ``names`` in one ExportMetricsServiceRequest.
+def decode(
+    payload: bytes,
+    names: frozenset[str],
+    keep: Callable[[str, dict[str, str]], bool] | None = None,
+) -> list[Point]:
+    """The points of the metrics in ``names`` in one ExportMetricsServiceRequest, of those
+    only the metrics ``keep(name, resource attributes)`` accepts when it is given.
 
     Raises ValueError when the payload is not one."""
     request = ExportMetricsServiceRequest()
@@ -85,7 +90,8 @@ def decode(payload: bytes, names: frozenset[str]) -> list[Point]:
                     continue
                 if resource is None:
                     resource = _attrs({}, rm.resource.attributes)
-                points.extend(_points(metric, resource))
+                if keep is None or keep(metric.name, resource):
+                    points.extend(_points(metric, resource))
     return points
 
 

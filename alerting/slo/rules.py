@@ -92,17 +92,23 @@ class RuleBook:
         """The metric names the rules read."""
         return frozenset(self._by_metric)
 
-    def wants_delta(self, metric: str) -> bool:
-        """Whether some rule on ``metric`` compares rates."""
-        return any(self.rules[n].rate for n in self._by_metric.get(metric, ()))
+    def wants_delta(self, names: list[str]) -> bool:
+        """Whether one of the rules ``names`` compares rates."""
+        return any(self.rules[n].rate for n in names)
 
-    def observe(self, point: Point, delta: Delta | None) -> None:
-        """Test the rules on ``metric`` against one point (``delta``: its increment, for
-        rate rules)."""
-        for name in self._by_metric.get(point.metric, ()):
+    def matching(self, point: Point) -> list[str]:
+        """The rules whose metric and matchers ``point`` has."""
+        names = self._by_metric.get(point.metric)
+        if not names:
+            return []
+        a = point.attributes
+        return [n for n in names if all(a.get(k) == v for k, v in self.rules[n].matchers.items())]
+
+    def observe(self, point: Point, delta: Delta | None, names: list[str] | None = None) -> None:
+        """Test the rules ``names`` (default: every rule ``point`` matches) against one
+        point (``delta``: its increment, for rate rules)."""
+        for name in self.matching(point) if names is None else names:
             rule = self.rules[name]
-            if any(point.attributes.get(k) != v for k, v in rule.matchers.items()):
-                continue
             if rule.rate:
                 if point.kind != "sum":
                     self.dropped["rate_of_non_sum"] += 1
