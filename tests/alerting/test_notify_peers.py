@@ -5,8 +5,10 @@ shared (the alerting helper could not create files there)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -36,6 +38,7 @@ class HttpSink:
     port: int = field(default_factory=free_port)
     requests: list[Captured] = field(default_factory=list)
     answers: dict[str, tuple[int, dict[str, str]]] = field(default_factory=dict)
+    delays: dict[str, float] = field(default_factory=dict)  # seconds before answering
     _server: ThreadingHTTPServer | None = None
 
     @property
@@ -59,14 +62,17 @@ class HttpSink:
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("content-length", 0)))
                 status, headers = sink.answers.get(self.path, (200, {}))
+                time.sleep(sink.delays.get(self.path, 0.0))
                 body = json.loads(raw) if raw else None
                 sink.requests.append(Captured(self.path, dict(self.headers), body, status))
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("content-length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
+                # The client may have given up waiting (a timeout test): not an error here.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("content-length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"ok")
 
             def log_message(self, format: str, *args: Any) -> None:
                 """Quiet."""

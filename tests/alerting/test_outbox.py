@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
 from test_notify_peers import HttpSink, SmtpSink
 
 from alerting.model import OUTBOX_KIND, OUTBOX_STREAM, Notification, OutboxItem
@@ -385,3 +386,57 @@ def test_partial_success_survives_restart_and_email_goes_out(
 
     with SmtpSink() as smtp:
         asyncio.run(main(smtp))
+
+
+def test_shutdown_interrupts_a_retry_wait_and_the_item_survives(
+    tmp_path: Path, sink: HttpSink
+) -> None:
+    async def main() -> None:
+        recv = receivers(ops=f"{sink.url}/ops")
+        sink.answer("/ops", 503)
+        r = Rig(tmp_path, OutboxConfig.model_validate({**FAST, "retry_base": 60.0}), recv)
+        await r.open()
+        await r.append(item(1))
+        await until(_has_status(r, "retrying"))
+        began = time.monotonic()
+        await r.close()  # mid-wait of a 0..60 s retry delay
+        took = time.monotonic() - began
+        assert (
+            r.ctx.telemetry.registry.get_sample_value("keiko_outbox_pending", {"target": "ops"})
+            is None
+        )
+        sink.answer("/ops", 200)
+        async with rig(tmp_path, recv) as again:
+            await until(_has_status(again, "delivered"))
+        assert took < 1.0
+        assert ids(sink.received("/ops")) == ["A1"]
+
+    asyncio.run(main())
+
+
+def test_slow_receiver_times_out_retryably_and_metrics_expose(
+    tmp_path: Path, sink: HttpSink
+) -> None:
+    async def main() -> None:
+        sink.delays["/ops"] = 0.6
+        async with rig(tmp_path, receivers(ops=f"{sink.url}/ops"), timeout=0.2) as r:
+            await r.append(item(1))
+            await until(_has_status(r, "retrying"))
+            sink.delays["/ops"] = 0.0
+            await until(_has_status(r, "delivered"))
+            events = await r.events()
+            text = generate_latest(r.ctx.telemetry.registry).decode()
+            count = r.metric("keiko_outbox_delivery_duration_seconds_count", target="ops")
+        assert "no answer within 0.2s" in events[0]["error"]
+        assert count is not None and count >= 2
+        for name in (
+            'keiko_outbox_deliveries_total{kind="notification",outcome="delivered",'
+            'target="ops"} 1.0',
+            'keiko_outbox_circuit_state{target="ops"} 0.0',
+            'keiko_outbox_pending{target="ops"}',
+            'keiko_outbox_oldest_pending_age_seconds{target="ops"} 0.0',
+            'keiko_outbox_delivery_duration_seconds_bucket{le="+Inf",target="ops"}',
+        ):
+            assert name in text
+
+    asyncio.run(main())
