@@ -51,7 +51,7 @@ class RemediationRequest:
             alerts = list(body.get("alerts", []))
             request = cls(
                 request_id=str(body.get("request_id") or item.id),
-                action=str(body.get("action") or item.target),
+                action=item.target,  # the outbox routes by target: it names the action
                 group_key=str(body.get("group_key", "")),
                 group_labels={str(k): str(v) for k, v in body.get("group_labels", {}).items()},
                 alerts=alerts,

@@ -39,7 +39,8 @@ def check_dns_name(value: str, *, subdomain: bool) -> str:
 
 
 class RateLimit(Strict):
-    """At most ``max`` runs of one action per ``per`` (a sliding window)."""
+    """At most ``max`` runs of one action per ``per`` (a sliding window). A dry run and a
+    request sent for approval count as runs, so a dry run shows what the limit would do."""
 
     max: int = Field(default=3, ge=1, description="Runs allowed in the window.")
     per: Duration = Field(default=3600.0, description="The window, e.g. 1h.")
@@ -109,7 +110,7 @@ class KubeOperation(StrEnum):
 class KubeAction(Guardrails):
     """A Kubernetes API call through the official client: restart, scale or cordon.
 
-    The object is fixed in config (``namespace``, ``name``, ``node``) or named by an alert
+    The object is fixed in config (``namespace``, ``workload``, ``node``) or named by an alert
     label (``*_from_label``) whose value must be a DNS-1123 name, else the run is refused.
     """
 
@@ -149,7 +150,7 @@ class KubeAction(Guardrails):
         if self.operation == KubeOperation.CORDON:
             _one_of(self, "node", "node_from_label", subdomain=True)
             _none_of(self, "cordon", "namespace", "namespace_from_label", "workload")
-            _none_of(self, "cordon", "workload_from_label", "replicas", "scale_by")
+            _none_of(self, "cordon", "workload_from_label", "replicas", "scale_by", "max_replicas")
             return self
         _one_of(self, "namespace", "namespace_from_label", subdomain=False)
         _one_of(self, "workload", "workload_from_label", subdomain=True)
@@ -157,8 +158,8 @@ class KubeAction(Guardrails):
         if self.operation == KubeOperation.SCALE:
             if (self.replicas is None) == (self.scale_by is None):
                 raise ValueError("scale: give either replicas (absolute) or scale_by (a delta)")
-            if self.scale_by is not None and self.max_replicas is None:
-                raise ValueError("scale_by needs max_replicas (the cap), e.g. max_replicas: 10")
+            if (self.scale_by is None) != (self.max_replicas is None):
+                raise ValueError("scale_by goes with max_replicas (the cap), e.g. max_replicas: 10")
         else:
             _none_of(self, "rollout_restart", "replicas", "scale_by", "max_replicas")
         return self
@@ -229,7 +230,12 @@ class RemediationConfig(Strict):
         "its own dry_run): every run is logged and audited with the exact call it would make.",
     )
     actions: list[ActionConfig] = Field(
-        default_factory=list, description="The actions (type webhook, kubernetes or command)."
+        default_factory=list,
+        description="The actions, each with `name` and `type`: webhook (url, headers, "
+        "timeout), kubernetes (operation rollout_restart|scale|cordon, kind, namespace or "
+        "namespace_from_label, workload or workload_from_label, replicas or scale_by with "
+        "max_replicas, node or node_from_label, timeout) or command (argv, env, timeout); "
+        "and the guards dry_run, rate_limit {max, per}, cooldown, approval, verify_after.",
     )
     allowed_commands: list[Path] = Field(
         default_factory=list,

@@ -128,7 +128,7 @@ def test_a_command_not_on_the_allowlist_is_refused_at_load(tmp_path: Path) -> No
         ({"operation": "scale", "namespace": "shop", "workload": "cart"}, "either replicas"),
         (
             {"operation": "scale", "namespace": "shop", "workload": "cart", "scale_by": 2},
-            "scale_by needs max_replicas",
+            "scale_by goes with max_replicas",
         ),
         ({"operation": "rollout_restart", "namespace": "shop", "workload": "Cart!"}, "DNS-1123"),
         ({"operation": "rollout_restart", "namespace": "shop"}, "exactly one of workload"),
@@ -137,6 +137,16 @@ def test_a_command_not_on_the_allowlist_is_refused_at_load(tmp_path: Path) -> No
             "cordon does not take namespace",
         ),
         ({"operation": "cordon", "node_from_label": "a-b"}, "not a label name"),
+        (
+            {
+                "operation": "scale",
+                "namespace": "a",
+                "workload": "b",
+                "replicas": 2,
+                "max_replicas": 3,
+            },
+            "scale_by goes with max_replicas",
+        ),
     ],
 )
 def test_kubernetes_actions_are_checked_at_load(action: dict[str, Any], message: str) -> None:

@@ -169,6 +169,21 @@ def test_a_label_value_that_is_not_a_name_is_refused(
     assert kube.calls == []
 
 
+def test_alerts_that_disagree_on_the_label_are_refused(tmp_path: Path, kube: FakeKube) -> None:
+    cfg = config(kube, operation="cordon", node_from_label="node")
+    sent = item(node="worker-1")
+    labels = {"alertname": "PodCrashLooping", "node": "worker-2"}
+    sent.body["alerts"].append(
+        {"status": "firing", "labels": labels, "fingerprint": fingerprint(labels)}
+    )
+    with pytest.raises(Permanent, match="the alerts disagree"):
+        deliver(tmp_path, cfg, sent)
+    assert kube.calls == []
+    sent.body["alerts"][1]["status"] = "resolved"  # only firing alerts name the target
+    (event,) = deliver(tmp_path / "again", cfg, sent)
+    assert event["status"] == "executed" and kube.calls[0].path == "/api/v1/nodes/worker-1"
+
+
 def test_dry_run_makes_no_api_call(tmp_path: Path, kube: FakeKube) -> None:
     actions: list[dict[str, Any]] = [
         {"operation": "rollout_restart", "namespace": "shop", "workload": "cart"},
