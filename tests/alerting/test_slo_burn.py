@@ -9,10 +9,15 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb
 
 from alerting.slo.burn import CALLS, DURATION, BurnBook, Ring, burn_rate, good_share, judge
 from alerting.slo.config import WORKBOOK_WINDOWS, ObjectiveConfig, SloConfig
-from alerting.slo.decode import DeltaTracker, Point
+from alerting.slo.decode import DeltaTracker, Point, decode
 
 T0 = 1_800_000_000.0  # a whole number of hours (unix seconds)
 BUCKET = 30.0
@@ -295,3 +300,46 @@ def test_ring_windows_match_a_brute_force_sum(adds: list[tuple[int, int]], width
     span = min(width, 16)
     expected = sum(n for bucket, n in kept if now - span < bucket <= now)
     assert total == expected == good
+
+
+# -- decoding OTLP ------------------------------------------------------------------------
+
+
+def test_decode_merges_resource_attributes_and_reads_each_kind() -> None:
+    request = ExportMetricsServiceRequest()
+    rm = request.resource_metrics.add()
+    rm.resource.attributes.extend(
+        [
+            KeyValue(key="service.name", value=AnyValue(string_value="cart")),
+            KeyValue(key="replica", value=AnyValue(int_value=3)),
+        ]
+    )
+    sm = rm.scope_metrics.add()
+    h = sm.metrics.add(name=DURATION)
+    h.histogram.aggregation_temporality = pb.AGGREGATION_TEMPORALITY_DELTA
+    h.histogram.data_points.add(
+        attributes=[KeyValue(key="replica", value=AnyValue(string_value="own"))],
+        start_time_unix_nano=1,
+        time_unix_nano=2,
+        count=3,
+        bucket_counts=[1, 2, 0],
+        explicit_bounds=[0.1, 0.5],
+    )
+    g = sm.metrics.add(name="queue.depth")
+    g.gauge.data_points.add(
+        attributes=[KeyValue(key="up", value=AnyValue(bool_value=True))],
+        time_unix_nano=5,
+        as_double=2.5,
+    )
+    sm.metrics.add(name="ignored").gauge.data_points.add(time_unix_nano=5, as_int=1)
+    payload = request.SerializeToString()
+    hist, gauge = decode(payload, frozenset({DURATION, "queue.depth"}))
+    assert hist.kind == "histogram" and not hist.cumulative
+    assert hist.attributes == {"service.name": "cart", "replica": "own"}  # the point's wins
+    assert (hist.value, hist.buckets, hist.bounds) == (3.0, (1, 2, 0), (0.1, 0.5))
+    assert gauge.kind == "gauge" and gauge.value == 2.5
+    assert gauge.attributes == {"service.name": "cart", "replica": "3", "up": "true"}
+    kept = decode(payload, frozenset({DURATION, "queue.depth"}), lambda m, r: m == DURATION)
+    assert [p.metric for p in kept] == [DURATION]
+    with pytest.raises(ValueError, match="not an OTLP metrics request"):
+        decode(b"\xff\xff\xff", frozenset({DURATION}))
