@@ -188,6 +188,9 @@ def _yaml_lines(model: type[BaseModel], indent: int) -> Iterator[str]:
         if sub is not None and get_origin(info.annotation) is dict:
             keys = ", ".join(sub.model_fields)
             yield f"{pad}{name}: {_scalar(default)}  # NAME: a mapping with: {keys}"
+        elif sub is not None and get_origin(info.annotation) is list:
+            keys = ", ".join(sub.model_fields)
+            yield f"{pad}{name}: {_scalar(default)}  # a list of mappings with: {keys}"
         elif sub is not None and not sub.model_fields:
             yield f"{pad}{name}: {{}}  # none installed"
         elif sub is not None and default is not None:
@@ -244,7 +247,11 @@ def _anchor(path: str) -> str:
     return path.replace(".", "").lower()  # GitHub drops the dots of a heading
 
 
-def _section(model: type[BaseModel], path: str, seen: dict[type[BaseModel], str]) -> list[str]:
+def _section(
+    model: type[BaseModel], path: str, ancestors: dict[type[BaseModel], str]
+) -> list[str]:
+    """The table of ``model`` at ``path``, then its sub-models' tables; a model used again
+    inside itself (a route's routes) links to its own table."""
     lines = [f"## {path}", ""]
     if model.__doc__ and not model.__doc__.startswith(("Create a new model", "!!!")):
         lines += [" ".join(model.__doc__.split()).replace("``", "`"), ""]
@@ -259,7 +266,7 @@ def _section(model: type[BaseModel], path: str, seen: dict[type[BaseModel], str]
         desc = info.description or ""
         if sub is not None:
             child = f"{path}.{name}"
-            target = seen.setdefault(sub, child)
+            target = ancestors.get(sub, child)
             desc += f" See [{target}](#{_anchor(target)})."
             default = "" if info.get_default(call_default_factory=True) is not None else "`null`"
             if target == child:
@@ -271,18 +278,16 @@ def _section(model: type[BaseModel], path: str, seen: dict[type[BaseModel], str]
         lines.append(f"| `{name}` | {_cell(kind)} | {_cell(default)} | {_cell(desc.strip())} |")
     lines.append("")
     for sub, child in subsections:
-        lines += _section(sub, child, seen)
+        lines += _section(sub, child, {**ancestors, sub: child})
     return lines
 
 
 def docs_markdown() -> str:
     """docs/config.md: one table per config section, every key with type and default."""
     lines = [_INTRO]
-    seen: dict[type[BaseModel], str] = {}
     for name, _info, sub in _fields(full_model()):
         if sub is not None:
-            seen.setdefault(sub, name)
-            lines += _section(sub, name, seen)
+            lines += _section(sub, name, {sub: name})
     return "\n".join(lines).rstrip() + "\n"
 
 

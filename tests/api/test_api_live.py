@@ -111,8 +111,11 @@ def test_shutdown_ends_open_live_streams_promptly(tmp_path: Path) -> None:
 def test_a_client_that_does_not_read_does_not_grow_server_memory(tmp_path: Path) -> None:
     """The live loop only reads the store as fast as the socket drains."""
 
-    # Only the live loop may read the events stream here (the incident stage reads it too).
-    quiet = {"analytics": {"incidents": {"enabled": False}}}
+    # Only the live loop may read the events stream here (incidents and alerting read it too).
+    quiet = {
+        "analytics": {"incidents": {"enabled": False}},
+        "alerting": {"router": {"enabled": False}},
+    }
 
     async def scenario() -> int:
         async with serving(tmp_path, quiet) as keiko:
