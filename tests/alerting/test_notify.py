@@ -13,7 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_notify_peers import HttpSink, SmtpSink
+
+try:  # tests/alerting without __init__.py: pytest puts the directory on sys.path
+    from test_notify_peers import HttpSink, SmtpSink
+except ImportError:  # tests/alerting as a package
+    from .test_notify_peers import HttpSink, SmtpSink  # type: ignore[no-redef]
 
 from alerting.delivery import Permanent, Retryable, Target
 from alerting.model import Notification, OutboxItem

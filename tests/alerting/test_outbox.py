@@ -1,8 +1,9 @@
-"""The outbox on a real embedded store with real HTTP receivers (webhooks on a local
-server): a receiver that is down then back gets everything once and in order while
-another target keeps delivering; a 400 is permanent; a restart between delivery and
-commit does not deliver twice; give-up after max_age; unknown targets; secrets stay out
-of events and logs; dedup keys are garbage-collected."""
+"""The outbox on a real embedded store (and once on a real nats-server) with real HTTP
+receivers (webhooks on a local server): a receiver that is down then back gets everything
+once and in order while another target keeps delivering; a 400 is permanent; a restart
+between delivery and commit does not deliver twice; give-up after max_age; unknown
+targets; secrets stay out of events and logs; dedup keys are garbage-collected; NATS
+redeliveries of held-up records are not delivered twice."""
 
 from __future__ import annotations
 
@@ -16,9 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures.nats import NatsServer, nats_store_config
 from prometheus_client import generate_latest
-from test_notify_peers import HttpSink, SmtpSink
 
+try:  # tests/alerting without __init__.py: pytest puts the directory on sys.path
+    from test_notify_peers import HttpSink, SmtpSink
+except ImportError:  # tests/alerting as a package
+    from .test_notify_peers import HttpSink, SmtpSink  # type: ignore[no-redef]
+
+import keiko.store.nats_consumer
 from alerting.model import OUTBOX_KIND, OUTBOX_STREAM, Notification, OutboxItem
 from alerting.notify import NotifyOptions, ReceiverConfig, receiver_targets
 from alerting.outbox import Outbox, OutboxConfig
@@ -438,5 +445,28 @@ def test_slow_receiver_times_out_retryably_and_metrics_expose(
             'keiko_outbox_delivery_duration_seconds_bucket{le="+Inf",target="ops"}',
         ):
             assert name in text
+
+    asyncio.run(main())
+
+
+def test_redelivered_records_are_not_delivered_twice(
+    nats_server: NatsServer, sink: HttpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(keiko.store.nats_consumer, "ACK_WAIT", 1.0)  # redeliver after 1 s
+
+    async def main() -> None:
+        sink.stop()
+        async with rig(nats_store_config(nats_server), receivers(ops=f"{sink.url}/ops")) as r:
+            await r.append(*[item(n) for n in range(1, 5)])
+            await until(lambda: r.metric("keiko_outbox_circuit_state", target="ops") == 2)
+            await asyncio.sleep(2.5)  # the batch is redelivered (twice) meanwhile
+            began = time.monotonic()
+            sink.start()
+            await until(lambda: len(sink.received("/ops")) == 4)
+            await asyncio.sleep(1.5)  # past another ack wait: nothing is sent again
+            lane = r.outbox.lanes["ops"]
+            committed = lane.stats.committed
+        assert ids(sink.received("/ops")) == ["A1", "A2", "A3", "A4"]
+        assert committed == 4 and time.monotonic() - began < 5
 
     asyncio.run(main())
