@@ -46,13 +46,14 @@ class Lane:
         dedup: DedupBucket,
         audit: Audit,
         stop: asyncio.Event,
-        other: Callable[[Record, OutboxItem | None], None],
+        other: Callable[[Record, OutboxItem | None], None] | None = None,
     ) -> None:
         self.target, self.name = target, name  # name: the key items carry as their target
         self.config, self.store, self.dedup, self.audit = config, store, dedup, audit
         self.group = group_name(name)
         self.stop = stop
-        self.other = other  # told about every record that is not this target's item
+        # Told about every record that is not this target's item (one lane counts them).
+        self.other = other
         self.stats = LaneStats()
         self.breaker = Breaker(name, config.breaker_failures, config.breaker_cooldown)
         self.consumer: Consumer | None = None
@@ -111,18 +112,15 @@ class Lane:
 
     async def _handle(self, records: list[Record]) -> None:
         assert self.consumer is not None
-        mine = [(r, self._mine(r)) for r in records]
+        # Records at or below the commit are settled already: NATS delivers again what
+        # stayed uncommitted for its ack wait (an item retried for minutes holds its batch).
+        done = self.stats.committed
+        mine = [(r, self._mine(r) if r.offset > done else None) for r in records]
         self.stats.fetched_pending = sum(1 for _, item in mine if item is not None)
         skipped_to = 0  # last offset skipped and not yet committed
         for record, item in mine:
             if item is None:
                 skipped_to = record.offset
-                continue
-            if record.offset <= self.stats.committed:
-                # Settled already: NATS delivers records again that stayed uncommitted
-                # for its ack wait (an item retried for minutes holds up its batch).
-                self.stats.fetched_pending -= 1
-                skipped_to = max(skipped_to, record.offset)
                 continue
             if not await self._settle(item):
                 return  # stopping: not committed, delivered again after the restart
@@ -138,13 +136,17 @@ class Lane:
         self.stats.committed = offset
 
     def _mine(self, record: Record) -> OutboxItem | None:
+        """The record's item if it is this target's; others go to ``other`` (if any)."""
+        if self.other is None and record.kind == OUTBOX_KIND and record.key not in ("", self.name):
+            return None  # another target's by its key: not worth decoding
         item: OutboxItem | None = None
         if record.kind == OUTBOX_KIND:
             with contextlib.suppress(ValueError, KeyError, TypeError):
                 item = OutboxItem.decode(record.payload)
         if item is not None and item.target == self.name:
             return item
-        self.other(record, item)
+        if self.other is not None:
+            self.other(record, item)
         return None
 
     async def _settle(self, item: OutboxItem) -> bool:

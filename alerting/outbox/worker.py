@@ -104,7 +104,7 @@ class Outbox:
             if callable(use_ledger):
                 use_ledger(self.dedup.ledger(name))
             # The first lane alone reports records no lane takes (every lane sees them).
-            other = self._census if k == 0 else _ignore
+            other = self._census if k == 0 else None
             lane = Lane(
                 name, target, self.config, self.ctx.store, self.dedup, audit, self._stop, other
             )
@@ -152,7 +152,3 @@ class Outbox:
                 log.warning("outbox: dedup key garbage collection failed: %s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), interval)
-
-
-def _ignore(record: Record, item: OutboxItem | None) -> None:
-    """Lanes other than the first do not count foreign records."""
