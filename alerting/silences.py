@@ -126,8 +126,8 @@ def silence_from_api(doc: Any, now: float) -> Silence:
     if missing:
         raise SilenceError(f"missing required field(s): {', '.join(missing)}")
     for key in ("createdBy", "comment"):
-        if not isinstance(doc[key], str) or not doc[key].strip():
-            raise SilenceError(f"{key}: must be a non-empty string")
+        if not isinstance(doc[key], str):  # required, but may be "" (as Alertmanager)
+            raise SilenceError(f"{key}: must be a string")
     sid = doc.get("id") or ""
     if not isinstance(sid, str):
         raise SilenceError("id: must be a string (the id of the silence to update)")
@@ -324,7 +324,10 @@ def _can_update(prev: Silence, new: Silence, now: float) -> bool:
         return False
     state = prev.state(now)
     if state == "active":
-        return new.starts_at == prev.starts_at and new.ends_at >= now
+        # Equal to the millisecond: the API's times have ms precision, and a client that
+        # posts back what it read must keep the id (as it does with Alertmanager).
+        same_start = abs(new.starts_at - prev.starts_at) < 0.001
+        return same_start and new.ends_at >= now
     if state == "pending":
         return new.starts_at >= now
     return False

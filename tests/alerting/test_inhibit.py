@@ -3,14 +3,21 @@ inhibit/inhibit.go (``hasEqual`` with ``excludeTwoSidedMatch``)."""
 
 from __future__ import annotations
 
+import shutil
+import socket
+import subprocess
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from alerting.inhibit import Inhibitor
-from alerting.model import Alert
+from alerting.model import Alert, fingerprint, rfc3339
 from alerting.routing.config import InhibitRuleConfig
+from alerting.routing.load import load_alertmanager
 
 CRIT_MUTES_WARN = {
     "source_matchers": ['severity="critical"'],
@@ -179,3 +186,79 @@ def test_lookup_cost_does_not_grow_with_firing_alerts() -> None:
     )
     assert hits == 20_000
     assert time.perf_counter() - t0 < 1.0
+
+
+AM_BIN = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+DATA = Path(__file__).parent / "data" / "alertmanager.yml"
+
+
+@pytest.fixture(scope="module")
+def real_alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Alertmanager with the sample config on a free loopback port (its API URL)."""
+    if AM_BIN is None:
+        pytest.skip("Alertmanager is not installed")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    store = tmp_path_factory.mktemp("am")
+    proc = subprocess.Popen(
+        [AM_BIN, f"--config.file={DATA}", f"--storage.path={store}",
+         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "Alertmanager did not become ready"
+            time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_sample_rules_agree_with_real_alertmanager(real_alertmanager: str) -> None:
+    # The sample config's two rules, the same firing alerts sent to Alertmanager: which
+    # alerts it marks inhibited (and by which alert) must be what keiko answers.
+    sets = [
+        {"alertname": "ClusterDown", "cluster": "c1"},  # both sides of rule 2: not itself
+        {"alertname": "NodeDown", "cluster": "c1"},  # muted by ClusterDown (equal cluster)
+        {"alertname": "NodeDown", "cluster": "c2"},
+        {"alertname": "Lat", "cluster": "c2", "service": "s", "severity": "critical"},
+        {"alertname": "Lat", "cluster": "c2", "service": "s", "severity": "warning"},
+        {"alertname": "Lat", "cluster": "c2", "severity": "warning"},  # service differs
+    ]
+    now = time.time()
+    body = [
+        {"labels": s, "startsAt": rfc3339(now - 10), "endsAt": rfc3339(now + 600)} for s in sets
+    ]
+    assert httpx.post(f"{real_alertmanager}/api/v2/alerts", json=body).status_code == 200
+    cfg = load_alertmanager(DATA)
+    ih = Inhibitor(cfg.inhibit_rules)
+    firing = [alert(**s) for s in sets]
+    ih.update(firing)
+    ours = {fingerprint(a.labels): ih.inhibited(a.labels) for a in firing}
+    expected_muted = {fingerprint(sets[1]), fingerprint(sets[4])}
+    assert {fp for fp, by in ours.items() if by} == expected_muted
+    # Alertmanager's fingerprints differ from keiko's: compare by label set.
+    by_fp = {fingerprint(s): s for s in sets}
+    deadline = time.monotonic() + 10
+    while True:  # AM feeds its inhibitor asynchronously
+        theirs = {
+            fingerprint(a["labels"]): a["status"]["inhibitedBy"]
+            for a in httpx.get(f"{real_alertmanager}/api/v2/alerts").json()
+        }
+        if len(theirs) == len(sets) and sum(bool(v) for v in theirs.values()) >= 2:
+            break
+        assert time.monotonic() < deadline, f"Alertmanager answered {theirs}"
+        time.sleep(0.1)
+    am_fps = {a["fingerprint"]: fingerprint(a["labels"]) for a in
+              httpx.get(f"{real_alertmanager}/api/v2/alerts").json()}  # fmt: skip
+    for fp, inhibited_by in theirs.items():
+        assert [am_fps[x] for x in inhibited_by] == ([ours[fp]] if ours[fp] else []), by_fp[fp]

@@ -5,10 +5,16 @@ docs' "Silences" section."""
 from __future__ import annotations
 
 import copy
+import shutil
+import socket
+import subprocess
 import time
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from alerting.matchers import parse_matcher, parse_matchers
@@ -85,7 +91,7 @@ API_BAD: list[tuple[dict[str, Any], str]] = [
     ({"endsAt": None}, "endsAt"),
     ({"createdBy": None}, "createdBy"),
     ({"comment": None}, "comment"),
-    ({"createdBy": " "}, "createdBy"),
+    ({"createdBy": 7}, "createdBy"),
     ({"startsAt": "yesterday"}, "startsAt"),
     ({"endsAt": 12}, "endsAt"),
     # api/v2: "start time must be before end time" (equal refused too)
@@ -324,3 +330,133 @@ def test_silenced_by_scales_with_labels_not_silences() -> None:
     for i in range(0, 20_000, 10):
         assert len(store.silenced_by({"alertname": "Down", "instance": f"host-{i}"}, NOW)) == 1
     assert time.perf_counter() - t0 < 1.0
+
+
+AM_BIN = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+DATA = Path(__file__).parent / "data" / "alertmanager.yml"
+
+
+@pytest.fixture(scope="module")
+def real_alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Alertmanager with the sample config on a free loopback port (its API URL)."""
+    if AM_BIN is None:
+        pytest.skip("Alertmanager is not installed")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    store = tmp_path_factory.mktemp("am")
+    proc = subprocess.Popen(
+        [AM_BIN, f"--config.file={DATA}", f"--storage.path={store}",
+         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "Alertmanager did not become ready"
+            time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def live_postable(now: float, **over: Any) -> dict[str, Any]:
+    doc = {**postable(), "startsAt": rfc3339(now), "endsAt": rfc3339(now + H)}
+    doc.update(over)
+    return {k: v for k, v in doc.items() if v is not None}
+
+
+# (overrides relative to now) -- Alertmanager's own answer decides accept/refuse.
+LIVE = [
+    {},
+    {"matchers": [{"name": "x", "value": ".*", "isRegex": True}]},
+    {"matchers": [{"name": "x", "value": "", "isRegex": False}]},
+    {"matchers": [{"name": "x", "value": "a", "isRegex": False, "isEqual": False}]},
+    {"matchers": [{"name": "x", "value": "a+", "isRegex": True, "isEqual": False}]},
+    {"matchers": [{"name": "x", "value": "(", "isRegex": True}]},
+    {"matchers": []},
+    {"endsAt": -1.0},  # end before start
+    {"endsAt": 0.0},  # end == start
+    {"startsAt": -2 * H, "endsAt": -H},  # end in the past
+    {"startsAt": -2 * H},  # start in the past: accepted (clamped to now)
+    {"comment": None},
+    {"createdBy": None},
+    {"createdBy": ""},  # present but empty: accepted
+]
+
+
+@pytest.mark.parametrize("over", LIVE)
+def test_validation_agrees_with_real_alertmanager(
+    real_alertmanager: str, over: dict[str, Any]
+) -> None:
+    now = time.time()
+    times = {k: rfc3339(now + v) for k, v in over.items() if k in ("startsAt", "endsAt")}
+    doc = live_postable(now, **{**over, **times})
+    for key, value in over.items():
+        if value is None:
+            doc.pop(key, None)
+    am = httpx.post(f"{real_alertmanager}/api/v2/silences", json=doc)
+    try:
+        silence_from_api(doc, now)
+        ours = True
+    except SilenceError:
+        ours = False
+    assert ours is (am.status_code == 200), am.text
+
+
+def test_update_rules_agree_with_real_alertmanager(real_alertmanager: str) -> None:
+    # The same sequence of posts to Alertmanager and to keiko: whether each keeps the id.
+    url = f"{real_alertmanager}/api/v2/silences"
+    store = Silences()
+
+    def post_both(doc: dict[str, Any], am_id: str, our_id: str) -> tuple[str, str]:
+        am = httpx.post(url, json={**doc, "id": am_id} if am_id else doc)
+        assert am.status_code == 200, am.text
+        now = time.time()
+        ours = store.upsert(silence_from_api({**doc, "id": our_id} if our_id else doc, now), now)
+        return am.json()["silenceID"], ours
+
+    now = time.time()
+    am_id, our_id = post_both(live_postable(now), "", "")
+    am_start = httpx.get(url.removesuffix("s") + f"/{am_id}").json()["startsAt"]
+    mine = store.get(our_id)
+    assert mine is not None
+
+    def same_start(start: str, **over: Any) -> dict[str, Any]:
+        return live_postable(now, startsAt=start, endsAt=rfc3339(now + 2 * H), **over)
+
+    # extend an active silence with the same start: both keep the id
+    am_new = httpx.post(url, json={**same_start(am_start), "id": am_id}).json()["silenceID"]
+    t = time.time()
+    ours_new = store.upsert(
+        silence_from_api({**same_start(rfc3339(mine.starts_at)), "id": our_id}, t), t
+    )
+    assert (am_new == am_id, ours_new == our_id) == (True, True)
+    # change the matchers: both expire the old silence and answer a new id
+    other = [{"name": "alertname", "value": "Other", "isRegex": False}]
+    am_new = httpx.post(url, json={**same_start(am_start, matchers=other), "id": am_id}).json()[
+        "silenceID"
+    ]
+    t = time.time()
+    ours_new = store.upsert(
+        silence_from_api({**same_start(rfc3339(mine.starts_at), matchers=other), "id": our_id}, t),
+        t,
+    )
+    assert (am_new == am_id, ours_new == our_id) == (False, False)
+    time.sleep(0.01)
+    old = store.get(our_id)
+    assert old is not None and old.state(time.time()) == "expired"
+    am_old = httpx.get(url.removesuffix("s") + f"/{am_id}").json()
+    assert am_old["status"]["state"] == "expired"
+    # an unknown id: Alertmanager 404, keiko KeyError
+    ghost = "00000000-0000-0000-0000-000000000000"
+    assert httpx.post(url, json={**live_postable(now), "id": ghost}).status_code == 404
+    with pytest.raises(KeyError):
+        store.upsert(silence_from_api({**live_postable(now), "id": ghost}, now), now)
