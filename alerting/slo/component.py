@@ -5,7 +5,8 @@ group ``slo``, decodes the metrics the objectives and rules need, counts calls i
 objectives' time buckets, tests the rules, and judges every alert whenever data time (the
 newest point time seen) enters a new bucket and after each fetch. An alert that starts or
 stops firing becomes one event on the ``events`` stream (``slo_burn`` or ``threshold``);
-nothing else is written.
+nothing else is written. When no metrics have come for ``idle_after``, data time follows
+the wall clock (minus that), so alerts on services that went silent resolve.
 
 The worker's contract holds: the state (counts, counter baselines, rule series, alert
 states, data time) is checkpointed with the last offset it includes and only then is the
@@ -82,6 +83,7 @@ class SloStage(StreamWorker):
         self.tracker = DeltaTracker(c.stale_after, c.max_counters)
         self.clock_ns = 0  # data time: the newest point time seen
         self._judged = -1  # the bucket of the last evaluation
+        self._last_data = time.monotonic()  # when records last came (monotonic)
         self._rule_metrics = self.rules.metrics()
         self._services = {m: self.burn.services(m) for m in (CALLS, DURATION)}
         self.names = self._rule_metrics | {m for m, s in self._services.items() if s}
@@ -92,6 +94,7 @@ class SloStage(StreamWorker):
         """Fold records into the state; the events of the alerts that changed."""
         events: list[dict[str, Any]] = []
         bucket_s = self.config.bucket_seconds
+        self._last_data = time.monotonic()
         for record in records:
             if record.kind != Kind.OTLP_METRICS:
                 self.stats.skipped_records["kind"] += 1
@@ -101,10 +104,19 @@ class SloStage(StreamWorker):
                 events += self.evaluate()
         if self.clock_ns:
             events += self.evaluate()
-        return [
-            NewRecord(Kind.EVENT_JSON, json.dumps(e, separators=(",", ":")).encode(), 1, e["id"])
-            for e in events
-        ]
+        return _records(events)
+
+    async def tick(self) -> list[NewRecord]:
+        """After every fetch: when no metrics came for ``idle_after``, let data time follow
+        the wall clock (minus that) and judge the alerts at it."""
+        idle = self.config.idle_after
+        if not idle or not self.clock_ns or time.monotonic() - self._last_data < idle:
+            return []
+        wall_ns = time.time_ns() - int(idle * 1e9)
+        if math.floor(wall_ns / 1e9 / self.config.bucket_seconds) <= self._judged:
+            return []
+        self.clock_ns = max(self.clock_ns, wall_ns)
+        return _records(self.evaluate())
 
     def _fold(self, record: Record) -> None:
         try:
@@ -214,6 +226,13 @@ class SloStage(StreamWorker):
         """Unregister the collector."""
         with contextlib.suppress(KeyError):
             self.ctx.telemetry.registry.unregister(self.export)
+
+
+def _records(events: list[dict[str, Any]]) -> list[NewRecord]:
+    return [
+        NewRecord(Kind.EVENT_JSON, json.dumps(e, separators=(",", ":")).encode(), 1, e["id"])
+        for e in events
+    ]
 
 
 def build(config: SloConfig, ctx: Context) -> SloStage:

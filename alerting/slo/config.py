@@ -196,6 +196,13 @@ class SloConfig(StreamStageConfig):
         description="A rule's series without a point for this long (data time) is resolved "
         "and forgotten.",
     )
+    idle_after: Duration = Field(
+        default=60.0,
+        ge=0,
+        description="Alerts are judged at data time (the newest point time seen). When no "
+        "metrics have come for this long, data time follows the wall clock minus this "
+        "instead, so that alerts on services that went silent resolve; 0: never.",
+    )
     max_series_per_rule: int = Field(
         default=1000, gt=0, description="Series a rule tracks; more are dropped (counted)."
     )

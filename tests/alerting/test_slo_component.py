@@ -212,3 +212,26 @@ def test_nothing_configured_is_idle(tmp_path: Path) -> None:
         assert stage._task is None and stage.names == frozenset()
 
     run(tmp_path / "data", body, config=SloConfig())
+
+
+def test_a_service_gone_silent_resolves_once_the_stream_is_idle(tmp_path: Path) -> None:
+    work = Workload(time.time_ns() - 30 * 60 * S)  # 20 min of 5% errors, ending 10 min ago
+    config = CONFIG.model_copy(update={"idle_after": 0.3, "rules": {}})
+
+    async def body(ctx: Context, stage: SloStage) -> None:
+        await ctx.store.append(Stream.METRICS, work.records(40, 50))
+
+        async def page_events() -> list[dict[str, Any]]:
+            return [e for e in await events(ctx) if e["id"] == "slo:cart:page-1h"]
+
+        deadline = time.monotonic() + 15
+        while len(found := await page_events()) < 2:
+            assert time.monotonic() < deadline, f"no resolution: {found}"
+            await asyncio.sleep(0.05)
+        firing, resolved = found
+        assert (firing["status"], resolved["status"]) == ("firing", "resolved")
+        assert resolved["reason"] == "insufficient_data"  # nothing in the last 5 min
+        assert resolved["time_unix_nano"] > time.time_ns() - 5 * S  # judged at wall time
+        assert ("cart", "page-6h") in stage.burn.firing  # its 30m window still holds the burn
+
+    run(tmp_path / "data", body, config=config)
