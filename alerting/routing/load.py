@@ -90,8 +90,9 @@ def load_alertmanager(path_or_text: str | Path) -> AlertmanagerConfig:
     except yaml.YAMLError as exc:
         raise AlertmanagerConfigError(source, [f"not valid YAML: {exc}"]) from None
     if not isinstance(raw, dict):
+        hint = f"; {text!r} is not a file either" if source == "text" and "\n" not in text else ""
         raise AlertmanagerConfigError(
-            source, ["the top level must be a mapping with route:, receivers: ..."]
+            source, [f"the top level must be a mapping with route:, receivers: ...{hint}"]
         )
     ignored = [k for k in IGNORED_KEYS if k in raw]
     body = {k: v for k, v in raw.items() if k not in IGNORED_KEYS}

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from pathlib import Path
+
 import pytest
+import yaml
 
 from alerting.matchers import (
     Matcher,
@@ -190,3 +195,74 @@ def test_unknown_operator_and_empty_name_are_refused() -> None:
         Matcher("a", "==", "b")
     with pytest.raises(MatcherError, match="empty"):
         Matcher("", "=", "b")
+
+
+def amtool_accepts(text: str, tmp: Path) -> bool:
+    """Whether Alertmanager's own parser accepts ``text`` as a route's matcher."""
+    cfg = {
+        "route": {"receiver": "r", "routes": [{"receiver": "r", "matchers": [text]}]},
+        "receivers": [{"name": "r"}],
+    }
+    path = tmp / "am.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    done = subprocess.run(
+        ["amtool", "check-config", str(path)], capture_output=True, text=True, timeout=30
+    )
+    return done.returncode == 0
+
+
+# Quoted label names are AM >= 0.27's UTF-8 syntax; older amtool refuses them.
+UTF8_ONLY = {'"service name"="web"'}
+
+
+@pytest.mark.skipif(shutil.which("amtool") is None, reason="amtool is not installed")
+@pytest.mark.parametrize("text", [row[0] for row in PARSE_OK] + [row[0] for row in PARSE_BAD])
+def test_acceptance_agrees_with_amtool(text: str, tmp_path: Path) -> None:
+    try:
+        parse_matchers(text) if text == "" else parse_matcher(text)
+        ours = True
+    except MatcherError:
+        ours = False
+    if text in UTF8_ONLY:
+        assert ours
+        return
+    assert ours is amtool_accepts(text, tmp_path)
+
+
+# (matcher, label value) pairs whose matching depends on unescaping and anchoring.
+ESCAPES = [
+    (r'msg="say \"hi\""', 'say "hi"'),
+    (r'msg="back\\slash"', "back\\slash"),
+    (r'msg="a\nb"', "a\nb"),
+    (r'path=~"\d+\.txt"', "12.txt"),
+    (r'path=~"\d+\.txt"', "12xtxt"),
+    ('job=~"api"', "api-2"),
+]
+
+
+@pytest.mark.skipif(shutil.which("amtool") is None, reason="amtool is not installed")
+@pytest.mark.parametrize(("text", "value"), ESCAPES)
+def test_matching_agrees_with_amtool(text: str, value: str, tmp_path: Path) -> None:
+    m = parse_matcher(text)
+    cfg = {
+        "route": {"receiver": "miss", "routes": [{"receiver": "hit", "matchers": [text]}]},
+        "receivers": [{"name": "miss"}, {"name": "hit"}],
+    }
+    path = tmp_path / "am.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = subprocess.run(
+        # amtool reads the label as a matcher too: pass it quoted and escaped
+        [
+            "amtool",
+            "config",
+            "routes",
+            "test",
+            f"--config.file={path}",
+            str(Matcher(m.name, "=", value)),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.strip()
+    assert (out == "hit") is m.matches({m.name: value})

@@ -53,9 +53,12 @@ route:
 RECEIVERS = {"team-X-mails", "team-X-pager", "team-Y-mails", "team-Y-pager", "team-DB-pager"}
 
 
-def tree_of(text: str, receivers: set[str] = RECEIVERS, intervals: set[str] = frozenset()) -> Route:  # type: ignore[assignment]
+def tree_of(
+    text: str, names: set[str] = RECEIVERS, intervals: frozenset[str] = frozenset()
+) -> Route:
+    """The tree of the ``route:`` in ``text``, with these receiver and interval names."""
     cfg = RouteConfig.model_validate(yaml.safe_load(text)["route"])
-    return build_tree(cfg, receivers, set(intervals))
+    return build_tree(cfg, names, set(intervals))
 
 
 def receivers(root: Route, labels: dict[str, str]) -> list[str]:
@@ -160,7 +163,7 @@ route:
 def test_inheritance() -> None:
     # configuration.md: "All the above attributes are inherited by all child routes and can
     # be overwritten on each" (receiver, group_by, group_wait, group_interval, repeat_interval)
-    root = tree_of(INHERIT, {"root", "pager", "b"}, {"nights"})
+    root = tree_of(INHERIT, {"root", "pager", "b"}, frozenset({"nights"}))
     a, b, c = root.routes
     page = a.routes[0]
     assert (a.receiver, a.group_by, a.group_wait, a.group_interval, a.repeat_interval) == (
@@ -198,7 +201,7 @@ def test_am_defaults_on_the_root() -> None:
 
 
 def test_group_labels_and_keys() -> None:
-    root = tree_of(INHERIT, {"root", "pager", "b"}, {"nights"})
+    root = tree_of(INHERIT, {"root", "pager", "b"}, frozenset({"nights"}))
     a, b, _ = root.routes
     labels = {"alertname": "Down", "team": "a", "zone": "eu"}
     assert a.group_labels(labels) == {"alertname": "Down"}
@@ -279,7 +282,7 @@ TREE_BAD = [
 @pytest.mark.parametrize(("text", "fragments"), TREE_BAD)
 def test_build_tree_refuses(text: str, fragments: list[str]) -> None:
     with pytest.raises(ValueError) as err:
-        tree_of(text, {"r"}, {"n"})
+        tree_of(text, {"r"}, frozenset({"n"}))
     for fragment in fragments:
         assert fragment in str(err.value)
 
@@ -432,3 +435,6 @@ def test_load_refuses(text: str, fragments: list[str]) -> None:
 def test_load_names_a_missing_file(tmp_path: Path) -> None:
     with pytest.raises(AlertmanagerConfigError, match="cannot read"):
         load_alertmanager(tmp_path / "missing.yml")
+    # a path given as a string that does not exist is not mistaken for YAML silently
+    with pytest.raises(AlertmanagerConfigError, match="is not a file either"):
+        load_alertmanager(str(tmp_path / "missing.yml"))
