@@ -27,6 +27,7 @@ from alerting.notify.channels import (
     email_channel,
 )
 from alerting.notify.config import NotifyOptions, ReceiverConfig
+from alerting.notify.http import HttpClient
 from alerting.notify.render import Rendered, render
 from alerting.outbox.dedup import Ledger
 
@@ -51,20 +52,22 @@ class MemoryLedger:
             self._keys.popitem(last=False)
 
 
-def channels_of(receiver: ReceiverConfig, options: NotifyOptions) -> list[Channel]:
+def channels_of(
+    receiver: ReceiverConfig, options: NotifyOptions, http: HttpClient
+) -> list[Channel]:
     """The receiver's channels, in a fixed order (their index is part of ledger keys)."""
     name = receiver.name
     found: list[Channel] = []
     found += [
-        WebhookChannel(c, f"webhook_configs[{i}] of receiver {name}", options)
+        WebhookChannel(c, f"webhook_configs[{i}] of receiver {name}", options, http)
         for i, c in enumerate(receiver.webhook_configs)
     ]
     found += [
-        SlackChannel(c, f"slack_configs[{i}] of receiver {name}", options)
+        SlackChannel(c, f"slack_configs[{i}] of receiver {name}", options, http)
         for i, c in enumerate(receiver.slack_configs)
     ]
     found += [
-        PagerDutyChannel(c, f"pagerduty_configs[{i}] of receiver {name}", options)
+        PagerDutyChannel(c, f"pagerduty_configs[{i}] of receiver {name}", options, http)
         for i, c in enumerate(receiver.pagerduty_configs)
     ]
     found += [
@@ -84,8 +87,13 @@ class ReceiverTarget:
     def __init__(self, receiver: ReceiverConfig, options: NotifyOptions) -> None:
         self.name = receiver.name
         self.receiver, self.options = receiver, options
-        self.channels = channels_of(receiver, options)
+        self.http = HttpClient(options.timeout)
+        self.channels = channels_of(receiver, options, self.http)
         self.ledger: Ledger = MemoryLedger()
+
+    async def close(self) -> None:
+        """Close the HTTP connections (the outbox calls it at shutdown)."""
+        await self.http.close()
 
     def use_ledger(self, ledger: Ledger) -> None:
         """Record per-channel successes in ``ledger`` (called by the outbox at start)."""

@@ -23,7 +23,7 @@ from alerting.notify.config import (
     SlackConfig,
     WebhookConfig,
 )
-from alerting.notify.http import post_json
+from alerting.notify.http import HttpClient
 from alerting.notify.render import Rendered
 from keiko.units import split_endpoint
 
@@ -47,15 +47,15 @@ class Channel(Protocol):
 class WebhookChannel:
     """Alertmanager's webhook JSON v4 plus keiko's ``evidence``."""
 
-    def __init__(self, config: WebhookConfig, what: str, options: NotifyOptions) -> None:
-        self.config, self.what, self.options = config, what, options
+    def __init__(
+        self, config: WebhookConfig, what: str, options: NotifyOptions, http: HttpClient
+    ) -> None:
+        self.config, self.what, self.options, self.http = config, what, options, http
         self.send_resolved = config.send_resolved
 
     async def send(self, n: Notification, rendered: Rendered) -> None:
         """POST the webhook document."""
-        await post_json(
-            self.config.url.resolve(), self.document(n), self.what, self.options.timeout
-        )
+        await self.http.post_json(self.config.url.resolve(), self.document(n), self.what)
 
     def document(self, n: Notification) -> dict[str, Any]:
         """Alertmanager's webhook payload (version 4)."""
@@ -79,14 +79,16 @@ class WebhookChannel:
 class SlackChannel:
     """A Slack incoming-webhook message: text (the fallback) and blocks."""
 
-    def __init__(self, config: SlackConfig, what: str, options: NotifyOptions) -> None:
-        self.config, self.what, self.options = config, what, options
+    def __init__(
+        self, config: SlackConfig, what: str, options: NotifyOptions, http: HttpClient
+    ) -> None:
+        self.config, self.what, self.options, self.http = config, what, options, http
         self.send_resolved = config.send_resolved
 
     async def send(self, n: Notification, rendered: Rendered) -> None:
         """POST the message."""
         url = self.config.api_url.resolve()
-        await post_json(url, self.document(rendered), self.what, self.options.timeout)
+        await self.http.post_json(url, self.document(rendered), self.what)
 
     def document(self, r: Rendered) -> dict[str, Any]:
         """The message: header, body (evidence included), links."""
@@ -113,15 +115,15 @@ class PagerDutyChannel:
     """PagerDuty Events API v2: trigger on firing, resolve on resolved; dedup key = the
     group key, so PagerDuty folds a group's repeats into one incident."""
 
-    def __init__(self, config: PagerDutyConfig, what: str, options: NotifyOptions) -> None:
-        self.config, self.what, self.options = config, what, options
+    def __init__(
+        self, config: PagerDutyConfig, what: str, options: NotifyOptions, http: HttpClient
+    ) -> None:
+        self.config, self.what, self.options, self.http = config, what, options, http
         self.send_resolved = config.send_resolved
 
     async def send(self, n: Notification, rendered: Rendered) -> None:
         """POST the event."""
-        await post_json(
-            self.config.url, self.document(n, rendered), self.what, self.options.timeout
-        )
+        await self.http.post_json(self.config.url, self.document(n, rendered), self.what)
 
     def document(self, n: Notification, r: Rendered) -> dict[str, Any]:
         """The Events API v2 event."""

@@ -3,7 +3,8 @@ stream, the dedup-key garbage collector, and the Prometheus collector.
 
 Another part of keiko appends ``OutboxItem.encode()`` records (kind ``OUTBOX_KIND``, key
 the target) to the ``outbox`` stream; this delivers them. A receiver that is down holds
-up only its own lane. Targets that ask for it (a ``use_ledger(ledger)`` method) get a
+up only its own lane. Targets with an ``async close()`` are closed at shutdown. Targets
+that ask for it (a ``use_ledger(ledger)`` method) get a
 :class:`~alerting.outbox.dedup.Ledger` scoped to them in the dedup bucket, to remember
 partial deliveries across retries and restarts.
 """
@@ -81,6 +82,13 @@ class Outbox:
                 await asyncio.wait(late, timeout=1.0)
         for lane in self.lanes.values():
             await lane.close()
+        for name, target in self.targets.items():
+            close = getattr(target, "close", None)  # optional: connections, clients
+            if callable(close):
+                try:
+                    await close()
+                except Exception:
+                    log.exception("outbox: closing target %r failed", name)
         if self._registered:
             with contextlib.suppress(KeyError):
                 self.ctx.telemetry.registry.unregister(self.export)

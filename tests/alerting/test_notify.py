@@ -102,7 +102,14 @@ def target(doc: dict[str, Any], options: NotifyOptions = OPTIONS) -> Target:
 
 
 def deliver(t: Target, n: Notification, item_id: str = "i-1") -> None:
-    asyncio.run(t.deliver(outbox_item(n, item_id)))
+    async def once() -> None:
+        try:
+            await t.deliver(outbox_item(n, item_id))
+        finally:
+            assert isinstance(t, ReceiverTarget)
+            await t.close()
+
+    asyncio.run(once())
 
 
 @pytest.fixture
