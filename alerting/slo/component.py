@@ -83,7 +83,7 @@ class SloStage(StreamWorker):
         self.tracker = DeltaTracker(c.stale_after, c.max_counters)
         self.clock_ns = 0  # data time: the newest point time seen
         self._judged = -1  # the bucket of the last evaluation
-        self._last_data = time.monotonic()  # when records last came (monotonic)
+        self._last_data = time.monotonic()  # when points it reads last came (monotonic)
         self._rule_metrics = self.rules.metrics()
         self._services = {m: self.burn.services(m) for m in (CALLS, DURATION)}
         self.names = self._rule_metrics | {m for m, s in self._services.items() if s}
@@ -94,7 +94,6 @@ class SloStage(StreamWorker):
         """Fold records into the state; the events of the alerts that changed."""
         events: list[dict[str, Any]] = []
         bucket_s = self.config.bucket_seconds
-        self._last_data = time.monotonic()
         for record in records:
             if record.kind != Kind.OTLP_METRICS:
                 self.stats.skipped_records["kind"] += 1
@@ -125,6 +124,8 @@ class SloStage(StreamWorker):
             self.stats.skipped_records["undecodable"] += 1
             log.debug("slo: metrics record %d not read: %s", record.offset, exc)
             return
+        if points:  # metrics nobody reads (probes') do not keep the stage from idling
+            self._last_data = time.monotonic()
         limit = record.time_ns + MAX_FUTURE_NS
         for point in points:
             self.stats.points += 1

@@ -200,7 +200,7 @@ class SloConfig(StreamStageConfig):
         default=60.0,
         ge=0,
         description="Alerts are judged at data time (the newest point time seen). When no "
-        "metrics have come for this long, data time follows the wall clock minus this "
+        "metrics it reads have come for this long, data time follows the wall clock minus this "
         "instead, so that alerts on services that went silent resolve; 0: never.",
     )
     max_series_per_rule: int = Field(
