@@ -186,7 +186,8 @@ def test_inheritance() -> None:
     assert (b.escalation, b.remediation) == ("urgent", [])
     # group_by ['...']: "aggregate by all possible labels"
     assert b.group_by_all and b.group_by is None
-    # an explicit empty group_by is "no labels" (one group), not "inherit"
+    # an explicit `group_by: []` is "no labels" (one group), not "inherit": current AM
+    # config.go turns an empty GroupByStr into an empty GroupBy (older releases inherited)
     assert c.group_by == frozenset() and not c.group_by_all
 
 
