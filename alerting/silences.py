@@ -215,11 +215,12 @@ class Silences:
         # Counting the unexpired ones is O(n): only needed once the store is that big.
         if len(self._by_id) >= self._limit and self._live(now) >= self._limit:
             raise SilenceError(f"too many silences ({self._limit}); expire some or raise the limit")
+        if s.ends_at < now:  # checked before expiring the old one, so a refusal changes nothing
+            raise SilenceError("endsAt: the end time can't be in the past")
         if prev is not None and prev.state(now) != "expired":
             self.expire(prev.id, now)  # AM: a change it cannot apply in place replaces it
         new = replace(s, id=str(uuid.uuid4()), matchers=list(s.matchers), updated_at=now)
         new.starts_at = max(new.starts_at, now)
-        new.ends_at = max(new.ends_at, new.starts_at)
         self._store(new)
         return new.id
 

@@ -309,6 +309,21 @@ def test_direct_upsert_validates() -> None:
         store.upsert(Silence("", [], NOW, NOW + H), NOW)
     with pytest.raises(SilenceError, match="before the start"):
         store.upsert(sil(start=NOW + H, end=NOW), NOW)
+    with pytest.raises(SilenceError, match="in the past"):
+        store.upsert(sil(start=NOW - 2 * H, end=NOW - H), NOW)
+
+
+def test_refused_replacement_leaves_the_old_silence_alone() -> None:
+    # An update that would replace an active silence by one ending in the past is refused
+    # before the old one is expired (AM expires first, then fails validation).
+    store = Silences()
+    sid = store.upsert(sil(), NOW)
+    bad = sil('{alertname="Other"}', start=NOW - 2 * H, end=NOW - H)
+    bad.id = sid
+    with pytest.raises(SilenceError, match="in the past"):
+        store.upsert(bad, NOW + 60)
+    kept = store.get(sid)
+    assert kept is not None and kept.state(NOW + 60) == "active" and len(store) == 1
 
 
 def test_limit_counts_silences_not_yet_expired() -> None:
