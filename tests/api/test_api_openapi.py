@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +18,7 @@ from fixtures.keiko import trace_request
 from openapi_spec_validator import validate as validate_spec
 from starlette.routing import Route
 
+from alerting.model import rfc3339
 from keiko.api.app import build_app
 from keiko.api.spec import load_spec
 from keiko.records import Kind, NewRecord
@@ -49,6 +54,9 @@ def check_against_spec(path: str, response: httpx.Response) -> tuple[str, str, s
     status = str(response.status_code)
     assert status in operation["responses"], f"{method} {path}: {status} is not documented"
     documented_response = resolve(operation["responses"][status])
+    if "content" not in documented_response:  # documented as having no body
+        assert response.content == b"", f"{method} {path} {status}: a body was not documented"
+        return path, method, status
     media = response.headers["content-type"].split(";")[0]
     assert media in documented_response["content"], f"{method} {path}: {media} not documented"
     for header in documented_response.get("headers", {}):
@@ -156,7 +164,192 @@ async def _exercise(keiko: Any, client: httpx.AsyncClient) -> set[tuple[str, str
     await call("/api/v1/incidents", "/api/v1/incidents", status="open")
     assert (await call("/api/v1/incidents", "/api/v1/incidents", status="x")).status_code == 400
     await call("/api/v1/incidents", "/api/v1/incidents", {})
+    alerting = Caller(client, covered)
+    await _exercise_alerts(alerting)
+    await _exercise_silences(alerting)
+    await _exercise_remediations(alerting)
+    await _exercise_alerting_auth(alerting)
     return covered
+
+
+# The alerting component as the test configures it: two alert groups (by alertname) each
+# asking for an action that needs approval (a dry run: nothing is called), and a small
+# request limit so that a 413 needs no 4 MiB body.
+ALERTING = {
+    "max_request_bytes": 4096,
+    "route": {
+        "receiver": "default",
+        "group_by": ["alertname"],
+        "group_wait": "100ms",
+        "group_interval": "1h",
+        "repeat_interval": "4h",
+        "remediation": ["restart"],
+    },
+    "remediation": {
+        "actions": [
+            {
+                "name": "restart",
+                "type": "webhook",
+                "url": "http://127.0.0.1:9/never-called",
+                "approval": True,
+                "verify_after": 0,
+            }
+        ]
+    },
+}
+
+
+@dataclass
+class Caller:
+    """Sends requests with the token unless told otherwise; checks each against the spec."""
+
+    client: httpx.AsyncClient
+    covered: set[tuple[str, str, str]]
+
+    async def __call__(
+        self,
+        method: str,
+        path: str,
+        url: str,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        response = await self.client.request(
+            method, url, headers=AUTH if headers is None else headers, **kwargs
+        )
+        self.covered.add(check_against_spec(path, response))
+        return response
+
+    async def until(self, path: str, url: str, done: Callable[[Any], bool], **params: Any) -> Any:
+        """GET ``url`` until ``done(body)``: the engine and the outbox work asynchronously."""
+        deadline = time.monotonic() + 10
+        while True:
+            body = (await self("GET", path, url, params=params)).json()
+            if done(body):
+                return body
+            assert time.monotonic() < deadline, f"{url}: still {body}"
+            await asyncio.sleep(0.05)
+
+
+def _alert(name: str) -> dict[str, Any]:
+    return {"labels": {"alertname": name, "service": "cart"}, "annotations": {"summary": name}}
+
+
+async def _exercise_alerts(call: Caller) -> None:
+    alerts, groups = "/api/v2/alerts", "/api/v2/alerts/groups"
+    ok = await call("POST", alerts, alerts, json=[_alert("CartDown"), _alert("CartSlow")])
+    assert ok.status_code == 200
+    bad = await call("POST", alerts, alerts, json=[_alert("Fine"), {"labels": {"n": 1}}])
+    assert bad.status_code == 400 and bad.json()["detail"].startswith("alerts[1].labels.n")
+    assert (await call("POST", alerts, alerts, content=b"{not json")).status_code == 400
+    big = [_alert("Big" + "x" * 100) for _ in range(40)]
+    assert (await call("POST", alerts, alerts, json=big)).status_code == 413
+    shown = await call.until(alerts, alerts, lambda body: len(body) == 2)
+    assert {a["labels"]["alertname"] for a in shown} == {"CartDown", "CartSlow"}  # not Fine
+    assert shown[0]["receivers"] == [{"name": "default"}]
+    one = await call("GET", alerts, alerts, params={"filter": 'alertname="CartDown"'})
+    assert [a["labels"]["alertname"] for a in one.json()] == ["CartDown"]
+    for params in ({"filter": "alertname=~("}, {"active": "maybe"}, {"receiver": "("}):
+        assert (await call("GET", alerts, alerts, params=params)).status_code == 400, params
+    listed = (await call("GET", groups, groups)).json()
+    assert sorted(g["labels"]["alertname"] for g in listed) == ["CartDown", "CartSlow"]
+    assert (await call("GET", groups, groups, params={"filter": "x=~("})).status_code == 400
+    await _exercise_alert_actions(call, {a["labels"]["alertname"]: a for a in shown})
+
+
+async def _exercise_alert_actions(call: Caller, shown: dict[str, Any]) -> None:
+    ack, res = "/api/v1/alerts/{fingerprint}/ack", "/api/v1/alerts/{fingerprint}/resolve"
+    down, slow = shown["CartDown"]["fingerprint"], shown["CartSlow"]["fingerprint"]
+    url = f"/api/v1/alerts/{down}/ack"
+    assert (await call("POST", ack, url, json={"comment": "who?"})).status_code == 400
+    accepted = await call("POST", ack, url, json={"by": "ana", "comment": "on it"})
+    assert accepted.status_code == 202 and accepted.json() == {
+        "fingerprint": down,
+        "accepted": "ack",
+    }
+    assert (await call("POST", ack, "/api/v1/alerts/0000/ack", json={"by": "a"})).status_code == 404
+    filtered = {"filter": 'alertname="CartDown"'}
+    (acked,) = await call.until(
+        "/api/v2/alerts", "/api/v2/alerts", lambda b: "acknowledged" in b[0], **filtered
+    )
+    assert acked["acknowledged"]["by"] == "ana"
+    url = f"/api/v1/alerts/{slow}/resolve"
+    assert (await call("POST", res, url, content=b"[]")).status_code == 400
+    assert (await call("POST", res, url)).status_code == 202  # no body needed
+    assert (await call("POST", res, "/api/v1/alerts/0000/resolve")).status_code == 404
+    left = await call.until("/api/v2/alerts", "/api/v2/alerts", lambda b: len(b) == 1)
+    assert left[0]["fingerprint"] == down
+
+
+async def _exercise_silences(call: Caller) -> None:
+    silences, one = "/api/v2/silences", "/api/v2/silence/{id}"
+    now = time.time()
+    silence = {
+        "matchers": [{"name": "alertname", "value": "CartDown", "isRegex": False}],
+        "startsAt": rfc3339(now - 1),
+        "endsAt": rfc3339(now + 3600),
+        "createdBy": "ana",
+        "comment": "maintenance",
+    }
+    sid = (await call("POST", silences, silences, json=silence)).json()["silenceID"]
+    everything = {"name": "alertname", "value": ".*", "isRegex": True}  # would mute all
+    assert (
+        await call("POST", silences, silences, json={**silence, "matchers": [everything]})
+    ).status_code == 400
+    unknown = await call("POST", silences, silences, json={**silence, "id": "nosuch"})
+    assert unknown.status_code == 404
+    listed = await call("GET", silences, silences, params={"filter": 'alertname="CartDown"'})
+    assert [s["id"] for s in listed.json()] == [sid]
+    assert (await call("GET", silences, silences, params={"filter": "a=~("})).status_code == 400
+    (alert,) = (await call("GET", "/api/v2/alerts", "/api/v2/alerts")).json()
+    assert alert["status"] == {"state": "suppressed", "silencedBy": [sid], "inhibitedBy": []}
+    got = await call("GET", one, f"/api/v2/silence/{sid}")
+    assert got.json()["status"]["state"] == "active"
+    assert (await call("GET", one, "/api/v2/silence/nosuch")).status_code == 404
+    assert (await call("DELETE", one, f"/api/v2/silence/{sid}")).status_code == 200
+    assert (await call("DELETE", one, f"/api/v2/silence/{sid}")).status_code == 400  # expired
+    assert (await call("DELETE", one, "/api/v2/silence/nosuch")).status_code == 404
+    status = (await call("GET", "/api/v2/status", "/api/v2/status")).json()
+    assert status["cluster"]["status"] == "ready" and "remediation" in status["config"]["original"]
+    receivers = await call("GET", "/api/v2/receivers", "/api/v2/receivers")
+    assert receivers.json() == [{"name": "default"}]
+
+
+async def _exercise_remediations(call: Caller) -> None:
+    listing = "/api/v1/remediations"
+    approve = "/api/v1/remediations/{request_id}/approve"
+    reject = "/api/v1/remediations/{request_id}/reject"
+    body = await call.until(listing, listing, lambda b: len(b["pending"]) == 2)
+    first, second = (r["request_id"] for r in body["pending"])
+    assert {r["status"] for r in body["remediations"]} == {"awaiting_approval"}
+    assert (await call("GET", listing, listing, params={"status": "x"})).status_code == 400
+    url = f"{listing}/{first}/approve"
+    assert (await call("POST", approve, url, json={"by": ""})).status_code == 400
+    assert (
+        await call("POST", approve, f"{listing}/nosuch/approve", json={"by": "a"})
+    ).status_code == 404
+    done = await call("POST", approve, url, json={"by": "ana", "comment": "go"})
+    assert done.json()["status"] == "dry_run" and done.json()["decided_by"] == "ana"
+    assert (await call("POST", approve, url, json={"by": "bo"})).status_code == 409
+    url = f"{listing}/{second}/reject"
+    assert (await call("POST", reject, url, content=b"nope")).status_code == 400
+    assert (
+        await call("POST", reject, f"{listing}/nosuch/reject", json={"by": "a"})
+    ).status_code == 404
+    assert (await call("POST", reject, url, json={"by": "bo"})).json()["status"] == "rejected"
+    assert (await call("POST", reject, url, json={"by": "bo"})).status_code == 409
+    after = (await call("GET", listing, listing, params={"status": "rejected"})).json()
+    assert [r["request_id"] for r in after["remediations"]] == [second] and after["pending"] == []
+
+
+async def _exercise_alerting_auth(call: Caller) -> None:
+    """Every alerting route is behind the token (401 without it)."""
+    for path, item in SPEC["paths"].items():
+        if not path.startswith(("/api/v2/", "/api/v1/alerts/", "/api/v1/remediations")):
+            continue
+        url = path.format(id="x", fingerprint="x", request_id="x")
+        for method in METHODS & set(item):
+            assert (await call(method.upper(), path, url, {})).status_code == 401, (method, url)
 
 
 async def _first_event_data(response: httpx.Response) -> str:
@@ -167,7 +360,10 @@ async def _first_event_data(response: httpx.Response) -> str:
 
 
 def test_real_responses_match_the_documented_schemas(tmp_path: Path) -> None:
-    overrides = {"api": {"auth": {"bearer_tokens": [TOKEN]}, "metrics_auth": True}}
+    overrides = {
+        "api": {"auth": {"bearer_tokens": [TOKEN]}, "metrics_auth": True},
+        "alerting": {"router": ALERTING},
+    }
 
     async def scenario() -> set[tuple[str, str, str]]:
         async with serving(tmp_path, overrides) as keiko:
