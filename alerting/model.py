@@ -29,13 +29,8 @@ LABELS_MAX = 128
 def fingerprint(labels: dict[str, str]) -> str:
     """A stable 16-hex-digit id of a label set (like Alertmanager's, not bit-equal to it:
     blake2b over the sorted pairs costs ~1 µs, an FNV loop in Python ~20 µs)."""
-    h = hashlib.blake2b(digest_size=8)
-    for name in sorted(labels):
-        h.update(name.encode())
-        h.update(b"\xff")
-        h.update(labels[name].encode())
-        h.update(b"\xff")
-    return h.hexdigest()
+    text = "".join(f"{k}\xff{v}\xff" for k, v in sorted(labels.items()))
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
 def rfc3339(unix_s: float) -> str:

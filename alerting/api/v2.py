@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from alerting.api.postable import AlertsError, decode_alerts
+from alerting.api.postable import AlertsError, validate_alerts
 from alerting.engine.stage import OPS_KIND, AlertEngine
 from alerting.matchers import Matcher, MatcherError, all_match, parse_matcher
 from alerting.model import ALERTS_KIND, ALERTS_STREAM, Alert, rfc3339
@@ -98,12 +98,12 @@ class AlertsApi:
         if len(body) > limit:
             return error_response(413, "too_large", f"body over {limit} bytes")
         try:
-            alerts = decode_alerts(body, time.time())
+            count = validate_alerts(body)
         except AlertsError as exc:
             self.b.engine.stats.alerts["invalid_requests"] += 1
             return _bad(str(exc))
-        if alerts:
-            record = NewRecord(ALERTS_KIND, body, len(alerts), "api")
+        if count:
+            record = NewRecord(ALERTS_KIND, body, count, "api")
             await self.b.engine.ctx.store.append(ALERTS_STREAM, [record])
         return Response(status_code=200)
 

@@ -62,6 +62,8 @@ class Correlator:
         named = labels.get(INCIDENT_LABEL)
         if named:
             return named
+        if not self.incidents:
+            return None
         mine = {labels[k] for k in SERVICE_LABELS if labels.get(k)}
         if not mine:
             return None

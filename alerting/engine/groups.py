@@ -117,23 +117,44 @@ class Dispatcher:
         self.policies = policies
         self.max_alerts = max_alerts_per_notification
         self.groups: dict[str, Group] = {}
+        # fp -> [(route, group key, group labels)]: labels never change for a fingerprint,
+        # so re-sent alerts skip the key building; cleared when incidents change.
+        self._keys: dict[str, list[tuple[RouteLike, str, dict[str, str]]]] = {}
 
     def insert(self, alert: Alert, routes: Iterable[RouteLike], now: float) -> None:
         """File ``alert`` (new or changed) into the group of each route it matches."""
-        labels = alert.labels
-        if INCIDENT_LABEL not in labels:
-            incident = self.hooks.incident_of(labels)
-            if incident:
-                labels = {**labels, INCIDENT_LABEL: incident}
-        for route in routes:
-            glabels = route.group_labels(labels)
-            key = group_key(route, glabels)
+        keyed = self._keys.get(alert.fp)
+        if keyed is None:
+            keyed = self._keys[alert.fp] = self._keyed(alert, routes)
+        for route, key, glabels in keyed:
             group = self.groups.get(key)
             if group is None:
                 group = self.groups[key] = Group(key, route, glabels, now + route.group_wait)
             if group.first_notified is None and alert.starts_at + route.group_wait < now:
                 group.next_flush = min(group.next_flush, now)  # an old alert: flush soon
             group.alerts[alert.fp] = alert
+
+    def _keyed(
+        self, alert: Alert, routes: Iterable[RouteLike]
+    ) -> list[tuple[RouteLike, str, dict[str, str]]]:
+        labels = alert.labels
+        if INCIDENT_LABEL not in labels:
+            incident = self.hooks.incident_of(labels)
+            if incident:
+                labels = {**labels, INCIDENT_LABEL: incident}
+        out = []
+        for route in routes:
+            glabels = route.group_labels(labels)
+            out.append((route, group_key(route, glabels), glabels))
+        return out
+
+    def forget_keys(self, keep: Iterable[str] | None = None) -> None:
+        """Drop cached group keys: all (incidents changed), or all but ``keep``'s."""
+        if keep is None:
+            self._keys.clear()
+        else:
+            kept = set(keep)
+            self._keys = {fp: k for fp, k in self._keys.items() if fp in kept}
 
     def regroup(
         self, alerts: Iterable[Alert], routes: Callable[[Alert], Sequence[RouteLike]], now: float

@@ -170,6 +170,8 @@ class AlertEngine(StreamWorker):
                 self.stats.alerts["refused"] += 1
                 continue
             grown = self.correlator.observe(held, now) if keiko else None
+            if grown is not None:
+                self.dispatcher.forget_keys()  # alerts of its services group with it now
             self.dispatcher.insert(held, self.routes(held), now)
             if grown is not None:
                 self._join(grown.services, now)
@@ -260,6 +262,7 @@ class AlertEngine(StreamWorker):
         if gone:
             live = self.book.alerts
             self._routes = {fp: r for fp, r in self._routes.items() if fp in live}
+            self.dispatcher.forget_keys(live)
         self.parts.silences.silences.gc(now, self.parts.retention)
 
     # -- events -------------------------------------------------------------------------------
