@@ -343,3 +343,19 @@ def test_decode_merges_resource_attributes_and_reads_each_kind() -> None:
     assert [p.metric for p in kept] == [DURATION]
     with pytest.raises(ValueError, match="not an OTLP metrics request"):
         decode(b"\xff\xff\xff", frozenset({DURATION}))
+
+
+def test_checkpoint_keeps_counts_only_of_unchanged_objectives() -> None:
+    b = book()
+    now = feed(b, T0, 120, 1000, 20)
+    b.evaluate(now)
+    saved = b.to_json()
+    same = book()
+    assert same.restore(saved) == 1
+    assert same.objectives["cart"].fine.window(3600, now) == (117_600.0, 120_000.0)
+    assert ("cart", "page-1h") in same.firing
+    changed = book(target=0.99)  # the target is not part of the counts: kept
+    assert changed.restore(saved) == 1
+    other = book(span_name="GET /other")  # different calls: start empty, alert resolves
+    assert other.restore(saved) == 0 and ("cart", "page-1h") in other.firing
+    assert ("page-1h", False) in {(c.verdict.window, c.firing) for c in other.evaluate(now)}
