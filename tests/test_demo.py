@@ -19,12 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from fixtures.certs import make_certs
 from fixtures.keiko import KeikoFactory, KeikoProcess, free_port
 
 from keiko.cli import main
 from keiko.demo import FAULT_TARGETS, SERVICES
 from keiko.demo.faults import Fault, FaultPlan, InjectedFault, parse_fault
+
+ROOT = Path(__file__).resolve().parent.parent
 
 DEMO = [sys.executable, "-m", "keiko.cli", "demo"]
 SERVER, CLIENT, STATUS_ERROR = 2, 3, 2
@@ -143,13 +146,13 @@ def test_help_explains_faults_and_gives_examples(capsys: pytest.CaptureFixture[s
 # -- against a real keiko ----------------------------------------------------------------
 
 
-def run_demo(kp: KeikoProcess, *args: str) -> subprocess.CompletedProcess[str]:
+def run_demo(kp: KeikoProcess, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     """`keiko demo` as a subprocess, pointed at ``kp``'s API."""
     return subprocess.run(
         [*DEMO, "--api", kp.api_url, *args],
         capture_output=True,
         text=True,
-        timeout=90,
+        timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
 
@@ -335,8 +338,13 @@ def test_demo_latency_fault_is_reported_as_an_anomaly_of_the_faulty_service(
 ) -> None:
     """The detectors learn the shop's metrics for 35 s, then cart gets 200 ms slower: the
     demo shows an anomaly of cart's latency that began after the fault, and none before, and
-    the incident keiko opened names cart as the most likely cause."""
-    kp = keiko_process()
+    the incident keiko opened names cart as the most likely cause, and keiko's alerting
+    routed it (deploy/keiko-demo.yaml) into one notification at the demo's webhook."""
+    demo_config = yaml.safe_load((ROOT / "deploy" / "keiko-demo.yaml").read_text())
+    hook = f"127.0.0.1:{free_port()}"
+    receivers = demo_config["alerting"]["router"]["receivers"]
+    receivers[1]["webhook_configs"][0]["url"] = f"http://{hook}/keiko-demo"
+    kp = keiko_process(demo_config)
     started = time.time()
     result = run_demo(
         kp,
@@ -346,7 +354,10 @@ def test_demo_latency_fault_is_reported_as_an_anomaly_of_the_faulty_service(
         "45",
         "--fault",
         "cart:latency=200ms,after=35s",
+        "--receiver",
+        hook,
         "--json",
+        timeout=150,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     anomalies = json.loads(result.stdout)["received"]["anomalies"]
@@ -370,3 +381,10 @@ def test_demo_latency_fault_is_reported_as_an_anomaly_of_the_faulty_service(
     kinds = {e["kind"] for e in best["evidence"]}
     assert "metric" in kinds and "traces" in kinds, best["evidence"]
     assert "most likely cause: cart" in incident["summary"]
+    # ... and that incident reached the demo's webhook as one notification with its evidence.
+    (note,) = json.loads(result.stdout)["received"]["notifications"]
+    assert note["receiver"] == "keiko-demo" and note["status"] == "firing"
+    (evidence,) = note["evidence"]
+    assert evidence["id"] == incident["id"]
+    assert evidence["root_causes"][0]["service"] == "cart", evidence
+    assert evidence["traces"], evidence

@@ -72,6 +72,14 @@ class ApiClient:
         except ValueError as exc:
             raise ApiError(f"GET {url} did not answer JSON: {exc}") from None
 
+    def receivers(self) -> list[str]:
+        """Receiver names from ``GET /api/v2/receivers`` ([] when alerting is off)."""
+        try:
+            found = self.get("/api/v2/receivers")
+        except ApiError:
+            return []
+        return [r.get("name", "") for r in found] if isinstance(found, list) else []
+
     def stats(self) -> dict[str, Any]:
         """``GET /api/v1/store/stats``."""
         result: dict[str, Any] = self.get("/api/v1/store/stats")

@@ -15,10 +15,12 @@ from urllib.parse import urlsplit
 from keiko.commands.common import positive_float
 from keiko.demo import FAULT_TARGETS, MODEL_API, SERVICES
 from keiko.demo.faults import FAULT_SYNTAX, Fault, parse_fault, parse_seconds
+from keiko.demo.notified import DEFAULT_ADDRESS
 
 if TYPE_CHECKING:
     from keiko.demo.api import ApiClient
     from keiko.demo.load import LoadGenerator
+    from keiko.demo.notified import DemoReceiver
     from keiko.demo.otel import ExportTally
 
 DEFAULT_PORTS = {"grpc": 4317, "http": 4318}
@@ -28,6 +30,7 @@ MAX_READ_RECORDS = 20_000  # per stream; beyond, the store's own counts are used
 PROGRESS_EVERY_S = 5.0
 ANOMALY_WAIT_S = 15.0
 INCIDENT_WAIT_S = 45.0
+NOTIFY_WAIT_S = 30.0
 
 DESCRIPTION = """\
 Start a small shop made of five services that call each other over HTTP on loopback:
@@ -142,6 +145,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"SERVICE is one of {', '.join(FAULT_TARGETS)}",
     )
     run.add_argument(
+        "--receiver",
+        metavar="HOST:PORT",
+        default=DEFAULT_ADDRESS,
+        help="where the demo listens for keiko's notification (the `keiko-demo` webhook "
+        "receiver of deploy/keiko-demo.yaml; default: %(default)s)",
+    )
+    run.add_argument(
         "--json",
         action="store_true",
         help="print the summary as JSON on stdout (progress goes to stderr)",
@@ -223,6 +233,27 @@ def _run(
     token: str | None,
     faults: dict[str, Fault],
 ) -> int:
+    from keiko.demo.notified import DemoReceiver
+
+    try:
+        receiver = DemoReceiver(args.receiver)
+    except (OSError, ValueError) as exc:
+        console.say(f"keiko demo: cannot listen on {args.receiver} for notifications: {exc}")
+        return EXIT_FAILURE
+    with receiver:
+        return _run_shop(args, console, api, before, endpoint, token, faults, receiver)
+
+
+def _run_shop(
+    args: argparse.Namespace,
+    console: Console,
+    api: ApiClient,
+    before: dict[str, Any],
+    endpoint: str,
+    token: str | None,
+    faults: dict[str, Fault],
+    receiver: DemoReceiver,
+) -> int:
     # The OTel SDK is imported only now: `keiko --help` and the other commands stay light.
     from keiko.demo.faults import FaultPlan
     from keiko.demo.load import LoadGenerator
@@ -254,6 +285,7 @@ def _run(
         if faults:
             _await_anomalies(console, api, start.get("events", 1), set(faults))
             _await_incident(console, api, start.get("events", 1), set(faults))
+        notifications = _await_notification(console, api, receiver, bool(faults))
         after = stream_figures(api.stats())
         received = read_received(
             api, start, shop.instance_ids(), MAX_READ_RECORDS, set(SERVICES) | set(faults)
@@ -275,6 +307,7 @@ def _run(
         faults=faults,
         export_errors=export_errors.messages,
         interrupted=interrupted,
+        notifications=notifications,
     )
     if args.json:
         print(json.dumps(result.as_json(), indent=2))
@@ -310,6 +343,27 @@ def _await_incident(console: Console, api: ApiClient, start: int, faulty: set[st
         if read_incidents(api, start, faulty, MAX_READ_RECORDS):
             return
         time.sleep(1.0)
+
+
+def _await_notification(
+    console: Console, api: ApiClient, receiver: DemoReceiver, faulty: bool
+) -> list[dict[str, Any]]:
+    """keiko routes the incident's alert to the demo's webhook (when its config has the
+    `keiko-demo` receiver): wait for that one notification."""
+    from keiko.demo.notified import RECEIVER
+
+    if not faulty:
+        return []
+    if RECEIVER not in api.receivers():
+        console.say(
+            f"(keiko has no {RECEIVER!r} receiver, so no notification comes to the demo: "
+            "run keiko with `--config deploy/keiko-demo.yaml` to see the fault end in one)"
+        )
+        return []
+    console.say(
+        f"waiting up to {NOTIFY_WAIT_S:.0f} s for keiko's notification at {receiver.address}"
+    )
+    return receiver.incident_notifications(NOTIFY_WAIT_S)
 
 
 def _send(

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from keiko.demo.faults import Fault
+from keiko.demo.notified import notification_lines
 from keiko.demo.received import KIND_NAMES, Received, SpanView, tree_lines
 
 AGENT = "llm-agent"
@@ -45,6 +46,7 @@ class RunResult:
     faults: dict[str, Fault] = field(default_factory=dict)
     export_errors: list[str] = field(default_factory=list)  # distinct SDK warnings
     interrupted: bool = False
+    notifications: list[dict[str, Any]] = field(default_factory=list)  # at the demo's webhook
 
     def growth(self) -> dict[str, dict[str, int]]:
         """What each stream gained during the run (other senders' data included)."""
@@ -114,6 +116,7 @@ class RunResult:
                 "traces": len(self.received.traces()),
                 "anomalies": self.received.anomalies,
                 "incidents": self.received.incidents,
+                "notifications": self.notifications,
             },
             "sample_traces": [
                 [
@@ -149,7 +152,8 @@ class RunResult:
         )
         lines.append(f"Acknowledged by keiko (of sent): {exported}")
         lines += self._store_lines() + self._service_lines() + self._signal_lines()
-        lines += self._anomaly_lines() + self._incident_lines() + self._trace_lines()
+        lines += self._anomaly_lines() + self._incident_lines() + self._notification_lines()
+        lines += self._trace_lines()
         problems = self.problems()
         lines.append("")
         if problems:
@@ -255,6 +259,13 @@ class RunResult:
                     )
                     lines.append(f"       - traces: {shown}")
         return lines
+
+    def _notification_lines(self) -> list[str]:
+        return [
+            line
+            for post in self.notifications
+            for line in notification_lines(post, set(self.faults))
+        ]
 
     def sample_traces(self) -> list[list[SpanView]]:
         """The trace that shows the most (see Received.sample_trace), and an LLM agent's
