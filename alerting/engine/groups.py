@@ -10,8 +10,9 @@ a mute time interval tells nobody. Resolved alerts leave the group once told.
 
 Beyond Alertmanager: an escalation policy on the route adds receivers level by level
 while the group's firing alerts are not all acknowledged; acknowledged groups are not
-repeated; a route grouping by ``incident`` groups alerts by the keiko incident they
-belong to even when they lack that label.
+repeated; a route grouping by ``incident`` sends all alerts of one keiko incident (its own
+alert, and any alert naming one of its services) as one notification, whatever its other
+``group_by`` labels; alerts outside incidents group by those other labels.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class RouteLike(Protocol):
 
     id: str
     receiver: str
+    group_by: frozenset[str] | None  # None: group_by ['...'] (every label)
     group_wait: float
     group_interval: float
     repeat_interval: float
@@ -137,14 +139,15 @@ class Dispatcher:
     def _keyed(
         self, alert: Alert, routes: Iterable[RouteLike]
     ) -> list[tuple[RouteLike, str, dict[str, str]]]:
-        labels = alert.labels
-        if INCIDENT_LABEL not in labels:
-            incident = self.hooks.incident_of(labels)
-            if incident:
-                labels = {**labels, INCIDENT_LABEL: incident}
+        incident = alert.labels.get(INCIDENT_LABEL) or self.hooks.incident_of(alert.labels)
         out = []
         for route in routes:
-            glabels = route.group_labels(labels)
+            if incident and route.group_by and INCIDENT_LABEL in route.group_by:
+                # Grouping by incident: all of an incident's alerts are one notification,
+                # whatever the route's other group_by labels.
+                glabels = {INCIDENT_LABEL: incident}
+            else:
+                glabels = route.group_labels(alert.labels)
             out.append((route, group_key(route, glabels), glabels))
         return out
 
