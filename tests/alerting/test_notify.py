@@ -13,11 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-try:  # tests/alerting without __init__.py: pytest puts the directory on sys.path
-    from test_notify_peers import HttpSink, SmtpSink
-except ImportError:  # tests/alerting as a package
-    from .test_notify_peers import HttpSink, SmtpSink  # type: ignore[no-redef]
+from fixtures.notify_peers import HttpSink, SmtpSink
 
 from alerting.delivery import Permanent, Retryable, Target
 from alerting.model import Notification, OutboxItem
@@ -30,9 +26,6 @@ from alerting.notify import (
     render,
 )
 from alerting.notify.build import ReceiverTarget
-
-# apprise's e-mail plugin imports imghdr (deprecated since 3.11) when it first loads.
-pytestmark = pytest.mark.filterwarnings("ignore:'imghdr' is deprecated:DeprecationWarning")
 
 EVIDENCE = [
     {

@@ -18,12 +18,8 @@ from typing import Any
 
 import pytest
 from fixtures.nats import NatsServer, nats_store_config
+from fixtures.notify_peers import HttpSink, SmtpSink
 from prometheus_client import generate_latest
-
-try:  # tests/alerting without __init__.py: pytest puts the directory on sys.path
-    from test_notify_peers import HttpSink, SmtpSink
-except ImportError:  # tests/alerting as a package
-    from .test_notify_peers import HttpSink, SmtpSink  # type: ignore[no-redef]
 
 import keiko.store.nats_consumer
 from alerting.model import OUTBOX_KIND, OUTBOX_STREAM, Notification, OutboxItem
@@ -355,7 +351,6 @@ def test_dedup_keys_are_garbage_collected(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
-@pytest.mark.filterwarnings("ignore:'imghdr' is deprecated:DeprecationWarning")
 def test_partial_success_survives_restart_and_email_goes_out(
     tmp_path: Path, sink: HttpSink
 ) -> None:

@@ -5,9 +5,6 @@ docs' "Silences" section."""
 from __future__ import annotations
 
 import copy
-import shutil
-import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fixtures.alertmanager import real_alertmanager as alertmanager
 
 from alerting.matchers import parse_matcher, parse_matchers
 from alerting.model import parse_time, rfc3339
@@ -347,39 +345,14 @@ def test_silenced_by_scales_with_labels_not_silences() -> None:
     assert time.perf_counter() - t0 < 1.0
 
 
-AM_BIN = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 DATA = Path(__file__).parent / "data" / "alertmanager.yml"
 
 
 @pytest.fixture(scope="module")
 def real_alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Alertmanager with the sample config on a free loopback port (its API URL)."""
-    if AM_BIN is None:
-        pytest.skip("Alertmanager is not installed")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    store = tmp_path_factory.mktemp("am")
-    proc = subprocess.Popen(
-        [AM_BIN, f"--config.file={DATA}", f"--storage.path={store}",
-         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "Alertmanager did not become ready"
-            time.sleep(0.05)
+    with alertmanager(DATA, tmp_path_factory.mktemp("am")) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def live_postable(now: float, **over: Any) -> dict[str, Any]:
