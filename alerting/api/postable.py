@@ -19,7 +19,7 @@ from typing import Any
 from alerting.model import LABEL_NAME_MAX, LABEL_VALUE_MAX, LABELS_MAX, Alert, parse_time
 
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's zero time, which Alertmanager clients send
+ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's zero time (unset), which Alertmanager clients send
 CACHE_MAX = 50_000
 _good_names: set[str] = set()
 _times: dict[str, float] = {}
@@ -63,7 +63,7 @@ def _time(item: dict[str, Any], i: int, key: str) -> float:
     if not isinstance(value, str):
         raise AlertsError(f"alerts[{i}].{key}: must be an RFC 3339 time string")
     try:
-        found = parse_time(value)
+        found = max(0.0, parse_time(value))  # Go's zero time in any precision: unset
     except ValueError as exc:
         raise AlertsError(f"alerts[{i}].{key}: {exc}") from None
     if len(_times) >= CACHE_MAX:

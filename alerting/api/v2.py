@@ -263,7 +263,14 @@ class AlertsApi:
         return JSONResponse(
             {
                 "cluster": {"name": "keiko", "status": "ready", "peers": []},
-                "versionInfo": {"version": VERSION, "branch": "", "revision": ""},
+                "versionInfo": {
+                    "version": VERSION,
+                    "branch": "",
+                    "revision": "",
+                    "buildUser": "",
+                    "buildDate": "",
+                    "goVersion": "",
+                },
                 "config": {"original": self.b.config_text()},
                 "uptime": rfc3339(self.b.started),
             }

@@ -3,6 +3,8 @@ and delivered to a real local webhook receiver; acknowledgement, silences, kill 
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import time
 from typing import Any
 
@@ -153,3 +155,30 @@ def test_receiver_down_then_back_gets_every_notification_once(
                 f"{kp.api_url}/api/v1/streams/events/records", params={"limit": 1000}
             )
             assert events.status_code == 200
+
+
+def test_amtool_manages_keiko_like_an_alertmanager(keiko_process: KeikoFactory) -> None:
+    """Alertmanager's own CLI (Debian's amtool 0.25) adds and queries alerts and silences."""
+    amtool = shutil.which("amtool")
+    assert amtool, "amtool not found: install Debian's prometheus-alertmanager (make test does)"
+    with Receiver() as hook:
+        kp = keiko_process(_config(hook.url))
+        url = f"--alertmanager.url={kp.api_url}"
+
+        def run(*args: str) -> str:
+            done = subprocess.run([amtool, url, *args], capture_output=True, text=True, timeout=30)
+            assert done.returncode == 0, done.stderr
+            return done.stdout
+
+        run("alert", "add", "DiskFull", "service=db", "--annotation=summary=disk at 97%")
+        ((_, doc),) = hook.wait(1)  # amtool sends Go's zero time for endsAt: still firing
+        assert doc["alerts"][0]["labels"] == {"alertname": "DiskFull", "service": "db"}
+        assert "DiskFull" in run("alert", "query")
+        sid = run("silence", "add", "service=db", "--comment=maintenance", "--author=ops").strip()
+        assert sid in run("silence", "query", "-q")
+        with kp.client() as c:
+            got = c.get("/api/v2/alerts", params={"filter": 'service="db"'}).json()
+            assert got[0]["status"]["silencedBy"] == [sid]
+        run("silence", "expire", sid)
+        assert sid not in run("silence", "query", "-q")
+        assert sid in run("silence", "query", "--expired", "-q")
