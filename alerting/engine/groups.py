@@ -199,7 +199,9 @@ class Dispatcher:
         resolved = {a.fp for a in shown if a.resolved(now)}
         notifications: list[Notification] = []
         remediations: list[str] = []
-        if not hooks.muted(route, now):
+        # AM's MultiStage stops when silences/inhibition left no alert: nothing is told
+        # and the log keeps what was told (no empty "resolved" notification).
+        if shown and not hooks.muted(route, now):
             acked = bool(firing) and all(hooks.acknowledged(a.fp) for a in firing)
             told: set[str] = set().union(*(s.firing for s in group.sent.values()))
             for level, receiver in self._receivers(group, now, acked):
