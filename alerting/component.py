@@ -26,6 +26,7 @@ from alerting.engine.correlate import INCIDENT_LABEL
 from alerting.engine.groups import Level
 from alerting.engine.stage import AlertEngine, Parts
 from alerting.inhibit import Inhibitor
+from alerting.notify.alertmanager import receivers_from_alertmanager
 from alerting.notify.build import receiver_targets
 from alerting.notify.config import ReceiverConfig
 from alerting.outbox.worker import Outbox
@@ -56,8 +57,6 @@ class Routing:
 def routing_of(config: AlertingConfig) -> Routing:
     """Inline config, or the Alertmanager file; the default route when none is given."""
     if config.alertmanager_config is not None:
-        from alerting.notify.build import receivers_from_alertmanager
-
         am = load_alertmanager(config.alertmanager_config)
         for key in am.ignored:
             log.warning("alerting: %s: %r is ignored by keiko", config.alertmanager_config, key)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -182,3 +183,86 @@ def test_amtool_manages_keiko_like_an_alertmanager(keiko_process: KeikoFactory) 
         run("silence", "expire", sid)
         assert sid not in run("silence", "query", "-q")
         assert sid in run("silence", "query", "--expired", "-q")
+
+
+AM_FILE = """
+global: {resolve_timeout: 5m, smtp_smarthost: 'localhost:25'}
+templates: ['/etc/alertmanager/template/*.tmpl']
+route:
+  receiver: web
+  group_by: [alertname]
+  group_wait: 1s
+  routes:
+    - matchers: ['team="db"']
+      receiver: db-hook
+inhibit_rules:
+  - source_matchers: ['severity="critical"']
+    target_matchers: ['severity="warning"']
+    equal: [service]
+receivers:
+  - name: web
+    webhook_configs: [{url: '%s/web', send_resolved: true}]
+  - name: db-hook
+    webhook_configs: [{url: '%s/db'}]
+"""
+
+
+def test_an_alertmanager_file_loads_and_routes_unchanged(
+    keiko_process: KeikoFactory, tmp_path: Path
+) -> None:
+    with Receiver() as hook:
+        path = tmp_path / "alertmanager.yml"
+        path.write_text(AM_FILE % (hook.url, hook.url))
+        kp = keiko_process({"alerting": {"router": {"alertmanager_config": str(path)}}})
+        with kp.client() as c:
+            c.post(
+                "/api/v2/alerts",
+                json=[
+                    _alert("Slow", service="pg", team="db"),
+                    _alert("Down", service="api", severity="critical"),
+                    _alert("Latency", service="api", severity="warning"),  # inhibited
+                ],
+            )
+            posts = hook.wait(2)
+            time.sleep(2)
+        assert sorted(p for p, _ in hook.posts) == ["/db", "/web"]
+        web = next(d for p, d in posts if p == "/web")
+        assert [a["labels"]["alertname"] for a in web["alerts"]] == ["Down"]
+        assert "ignored by keiko" in kp.log_path.read_text()  # global, templates
+
+
+def test_a_route_requests_its_remediation_in_dry_run_and_audits_it(
+    keiko_process: KeikoFactory,
+) -> None:
+    with Receiver() as hook:
+        config = _config(hook.url, remediation=["restart-cart"])
+        config["alerting"]["router"]["remediation"] = {
+            "actions": [
+                {
+                    "name": "restart-cart",
+                    "type": "kubernetes",
+                    "operation": "rollout_restart",
+                    "namespace": "shop",
+                    "workload": "cart",
+                }
+            ]
+        }
+        kp = keiko_process(config)  # dry_run is the default: no cluster needed
+        with kp.client() as c:
+            c.post("/api/v2/alerts", json=[_alert("CartDown", service="cart")])
+            hook.wait(1)
+            deadline = time.monotonic() + 20
+            audit: list[dict[str, Any]] = []
+            while time.monotonic() < deadline and not audit:
+                page = c.get("/api/v1/streams/events/records", params={"limit": 1000}).json()
+                audit = [
+                    r["payload"]
+                    for r in page["records"]
+                    if r["payload"].get("type") == "remediation"
+                ]
+                time.sleep(0.5)
+            listed = c.get("/api/v1/remediations").json()["remediations"]
+        assert [e["status"] for e in audit] == ["dry_run"], audit
+        assert audit[0]["action"] == "restart-cart"
+        assert audit[0]["call"], audit[0]  # what it would have called
+        assert listed and listed[0]["action"] == "restart-cart"
