@@ -71,6 +71,7 @@ class Group:
     alerts: dict[str, Alert] = field(default_factory=dict)
     sent: dict[str, Sent] = field(default_factory=dict)
     first_notified: float | None = None  # escalation counts from here
+    flushed: bool = False  # AM's hasFlushed: only before it does an old alert flush at once
 
 
 @dataclass
@@ -132,7 +133,7 @@ class Dispatcher:
             group = self.groups.get(key)
             if group is None:
                 group = self.groups[key] = Group(key, route, glabels, now + route.group_wait)
-            if group.first_notified is None and alert.starts_at + route.group_wait < now:
+            if not group.flushed and alert.starts_at + route.group_wait < now:
                 group.next_flush = min(group.next_flush, now)  # an old alert: flush soon
             group.alerts[alert.fp] = alert
 
@@ -194,6 +195,7 @@ class Dispatcher:
     def _flush(self, group: Group, now: float) -> Flush:
         route, hooks = group.route, self.hooks
         group.next_flush = now + route.group_interval
+        group.flushed = True
         shown = [a for a in group.alerts.values() if not hooks.suppressed(a)]
         firing = [a for a in shown if not a.resolved(now)]
         resolved = {a.fp for a in shown if a.resolved(now)}
@@ -303,6 +305,7 @@ class Dispatcher:
                 "next_flush": g.next_flush,
                 "alerts": sorted(g.alerts),
                 "first_notified": g.first_notified,
+                "flushed": g.flushed,
                 "sent": {
                     r: [sorted(s.firing), sorted(s.resolved), s.time, s.count]
                     for r, s in g.sent.items()
@@ -324,6 +327,7 @@ class Dispatcher:
             g = Group(d["key"], route, d["labels"], d["next_flush"])
             g.alerts = {fp: alerts[fp] for fp in d["alerts"] if fp in alerts}
             g.first_notified = d["first_notified"]
+            g.flushed = d.get("flushed", g.first_notified is not None)  # older checkpoints
             g.sent = {r: Sent(set(f), set(res), t, c) for r, (f, res, t, c) in d["sent"].items()}
             self.groups[g.key] = g
         return dropped

@@ -280,6 +280,22 @@ CASES = [
             at(330, "ops firing=A,B"),
         ],
     ),
+    # dispatch.go: "if !ag.hasFlushed && alert.StartsAt.Add(ag.opts.GroupWait).Before(now)"
+    # -- a group flushed with nothing to tell (all silenced) is flushed all the same, so a
+    # re-sent old alert does not pull the next alert's notification forward.
+    Case(
+        "after a silent first flush a new alert still waits for group_interval",
+        [
+            silence(0, '{alertname="A"}'),
+            fire(0, "A"),
+            at(30),
+            fire(40, "B"),
+            fire(45, "A", starts=0),
+            at(45),
+            at(329),
+            at(330, "ops firing=B"),
+        ],
+    ),
     # configuration.md repeat_interval: "How long to wait before sending a notification again
     # if it has already been sent successfully"; needsUpdate: nothing changed -> only after
     # repeat. (AM's strict Timestamp.Before pushes the repeat to the next tick; keiko repeats
@@ -459,6 +475,21 @@ CASES = [
             fire(0, "B"),
             at(30, "ops firing=B"),
             at(330),
+            at(630, "dev firing=A"),
+        ],
+        config(routes=[{**CHILD, "mute_time_intervals": ["maintenance"]}]),
+    ),
+    # ... and Prometheus re-sending the muted alert does not flush the group off its timer.
+    Case(
+        "a muted group keeps its timer while its alert is re-sent",
+        [
+            fire(0, "A", team="db"),
+            at(30),
+            fire(60, "A", team="db", starts=0),
+            at(60),
+            at(330),
+            fire(610, "A", team="db", starts=0),
+            at(610),
             at(630, "dev firing=A"),
         ],
         config(routes=[{**CHILD, "mute_time_intervals": ["maintenance"]}]),
