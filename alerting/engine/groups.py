@@ -26,6 +26,8 @@ from typing import Any, Protocol
 from alerting.engine.correlate import INCIDENT_LABEL
 from alerting.model import Alert, Notification
 
+TOLD_MAX = 100_000  # notification counts kept per (receiver, group key); oldest go first
+
 
 class RouteLike(Protocol):
     """What the dispatcher needs of a route (alerting.routing.tree.Route)."""
@@ -123,6 +125,10 @@ class Dispatcher:
         # fp -> [(route, group key, group labels)]: labels never change for a fingerprint,
         # so re-sent alerts skip the key building; cleared when incidents change.
         self._keys: dict[str, list[tuple[RouteLike, str, dict[str, str]]]] = {}
+        # "receiver\0group key" -> notifications told. It outlives the group (as AM's nflog
+        # entries do), so a group that re-forms (an alert firing again after its resolution
+        # was told) never reuses an id the outbox has already delivered and would skip.
+        self.told: dict[str, int] = {}
 
     def insert(self, alert: Alert, routes: Iterable[RouteLike], now: float) -> None:
         """File ``alert`` (new or changed) into the group of each route it matches."""
@@ -256,7 +262,7 @@ class Dispatcher:
             needed = not acked and now >= sent.time + group.route.repeat_interval
         if not needed:
             return None
-        count = sent.count + 1 if sent else 1
+        count = self._count(group, receiver)
         alerts = firing + [group.alerts[fp] for fp in sorted(resolved)]
         shown = alerts[: self.max_alerts] if self.max_alerts else alerts
         return Notification(
@@ -275,14 +281,22 @@ class Dispatcher:
     def _record(
         self, group: Group, note: Notification, firing: list[Alert], resolved: set[str], now: float
     ) -> None:
-        before = group.sent.get(note.receiver)
-        group.sent[note.receiver] = Sent(
-            {a.fp for a in firing}, set(resolved), now, (before.count if before else 0) + 1
-        )
+        count = self._count(group, note.receiver)
+        group.sent[note.receiver] = Sent({a.fp for a in firing}, set(resolved), now, count)
+        told = f"{note.receiver}\0{group.key}"
+        self.told.pop(told, None)  # re-inserted last: the oldest entries are dropped first
+        self.told[told] = count
+        while len(self.told) > TOLD_MAX:
+            del self.told[next(iter(self.told))]
         if firing and group.first_notified is None:
             group.first_notified = now
         if not firing:
             group.first_notified = None  # resolved: a new episode escalates from the start
+
+    def _count(self, group: Group, receiver: str) -> int:
+        """The number of the next notification to ``receiver`` about this group key."""
+        sent = group.sent.get(receiver)
+        return (sent.count if sent else self.told.get(f"{receiver}\0{group.key}", 0)) + 1
 
     def _schedule(self, group: Group, now: float) -> None:
         """Next flush: the group interval, or sooner when an escalation level falls due."""
@@ -295,9 +309,9 @@ class Dispatcher:
                 group.next_flush = min(group.next_flush, at)
                 return
 
-    def snapshot(self) -> list[dict[str, Any]]:
+    def snapshot(self) -> dict[str, Any]:
         """Timers and notification logs of every group (alerts are in the book)."""
-        return [
+        groups = [
             {
                 "key": g.key,
                 "route": g.route.id,
@@ -313,13 +327,20 @@ class Dispatcher:
             }
             for g in self.groups.values()
         ]
+        return {"groups": groups, "told": dict(self.told)}
 
     def restore(
-        self, doc: list[dict[str, Any]], routes: dict[str, RouteLike], alerts: dict[str, Alert]
+        self,
+        doc: dict[str, Any] | list[dict[str, Any]],
+        routes: dict[str, RouteLike],
+        alerts: dict[str, Alert],
     ) -> int:
         """Rebuild groups whose route still exists; the number dropped (config changed)."""
+        if isinstance(doc, list):  # a checkpoint from before the counts were kept
+            doc = {"groups": doc, "told": {}}
+        self.told = dict(doc["told"])
         dropped = 0
-        for d in doc:
+        for d in doc["groups"]:
             route = routes.get(d["route"])
             if route is None:
                 dropped += 1
