@@ -67,6 +67,9 @@ class AlertBook:
         if not was_resolved and held.resolved(now):
             self.reported.add(held.fp)
             return held, Change(held, "resolved")
+        if was_resolved and not held.resolved(now):  # firing again, merged (same startsAt)
+            self.reported.discard(held.fp)
+            return held, Change(held, "firing")
         return held, None
 
     def _new(self, alert: Alert, now: float) -> Change | None:

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
-from alerting.engine.book import AlertBook
+from alerting.engine.book import AlertBook, Change
 from alerting.engine.correlate import SERVICE_LABELS, Correlator
 from alerting.engine.groups import Dispatcher, Hooks, Level, RouteLike
 from alerting.inhibit import Inhibitor
@@ -696,3 +696,21 @@ def test_restore_reads_a_checkpoint_of_groups_only() -> None:
     assert restored.dispatcher.restore(groups_only, routes, engine.book.alerts) == 0
     assert ids_at(restored, 330) == []
     assert len(ids_at(restored, 3630)) == 1
+
+
+def test_book_an_alert_firing_again_is_a_change_each_time() -> None:
+    """AlertBook: an alert re-sent firing after it ended, with its old startsAt (merged, AM's
+    provider replaces it), is a ``firing`` change (the stage refreshes inhibition and writes
+    the event on changes), and its next end is a ``resolved`` change again."""
+    book = AlertBook(600, 10)
+    a = Alert({"alertname": "A"}, starts_at=T0)
+    assert _status(book.put(a, T0)) == "firing"
+    assert [c.status for c in book.expired(T0 + 600)] == ["resolved"]
+    assert _status(book.put(Alert({"alertname": "A"}, starts_at=T0), T0 + 700)) == "firing"
+    assert _status(book.put(Alert({"alertname": "A"}, starts_at=T0), T0 + 800)) is None
+    assert book.expired(T0 + 1300) == []
+    assert [c.status for c in book.expired(T0 + 1400)] == ["resolved"]
+
+
+def _status(put: tuple[Alert | None, Change | None]) -> str | None:
+    return put[1].status if put[1] is not None else None
