@@ -174,6 +174,9 @@ class Dispatcher:
         for alert in alerts:
             moved = False
             for group in list(self.groups.values()):
+                by = group.route.group_by
+                if by is None or INCIDENT_LABEL not in by:
+                    continue  # the route does not group by incident: the alert stays put
                 told = any(
                     alert.fp in s.firing or alert.fp in s.resolved for s in group.sent.values()
                 )

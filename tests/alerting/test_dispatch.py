@@ -588,6 +588,16 @@ CASES = [
         ],
         config(group_by=["incident"]),
     ),
+    Case(
+        "an incident does not delay alerts on a route not grouping by it",
+        [
+            fire(0, "Latency", service="payments"),
+            incident(10, "inc-1", "payments"),
+            groups(2),
+            at(30, "ops firing=Latency"),
+            at(40, "ops firing=KeikoIncident"),
+        ],
+    ),
     # checkpoints: timers and the notification log survive a restart (no double notification).
     Case(
         "restart keeps group_wait",
