@@ -69,7 +69,10 @@ def config(**route: Any) -> dict[str, Any]:
 class Engine:
     """What the stage wires around the dispatcher, with ``now`` given by the test."""
 
-    def __init__(self, cfg: dict[str, Any], resolve_timeout: float = DAY) -> None:
+    def __init__(
+        self, cfg: dict[str, Any], resolve_timeout: float = DAY, max_alerts: int = 0
+    ) -> None:
+        self.max_alerts = max_alerts
         am = load_alertmanager(yaml.safe_dump(cfg))
         self.tree: Route = am.tree()
         self.intervals = am.intervals()
@@ -89,7 +92,7 @@ class Engine:
             evidence=self.correlator.evidence,
             incident_of=self.correlator.incident_of,
         )
-        return Dispatcher(hooks, POLICIES, 0)
+        return Dispatcher(hooks, POLICIES, self.max_alerts)
 
     def _suppressed(self, alert: Alert) -> bool:
         if self.silences.silenced_by(alert.labels, self.now):
@@ -186,11 +189,11 @@ def at(t: float, *expected: str) -> Step:
     return run
 
 
-def silence(t: float, matchers: str) -> Step:
-    """A silence from ``t`` for a day."""
+def silence(t: float, matchers: str, until: float = DAY) -> Step:
+    """A silence from ``t`` to ``until``."""
 
     def run(e: Engine) -> None:
-        e.silences.upsert(Silence("", parse_matchers(matchers), T0 + t, T0 + DAY), T0 + t)
+        e.silences.upsert(Silence("", parse_matchers(matchers), T0 + t, T0 + until), T0 + t)
 
     return run
 
@@ -454,6 +457,36 @@ CASES = [
     Case(
         "a group silenced after it was told tells nothing",
         [fire(0, "A"), at(30, "ops firing=A"), silence(100, '{alertname="A"}'), at(330), at(3630)],
+    ),
+    # nflog: the log keeps what was told while muted, so when the silence ends the same
+    # firing alert is not news; it is repeated after repeat_interval as before.
+    Case(
+        "a silence ending does not re-tell what was told",
+        [
+            fire(0, "A"),
+            at(30, "ops firing=A"),
+            silence(100, '{alertname="A"}', until=1000),
+            at(930),
+            at(1230),
+            at(3330),
+            at(3630, "ops firing=A"),
+        ],
+    ),
+    # MuteStage drops a silenced alert before DedupStage: its resolution is not told either.
+    Case(
+        "a silenced alert that resolves is not told",
+        [
+            fire(0, "A"),
+            fire(0, "B"),
+            at(30, "ops firing=A,B"),
+            silence(100, '{alertname="B"}'),
+            resolve(200, "B"),
+            at(330),
+            groups(1),
+            resolve(400, "A"),
+            at(630, "ops resolved=A"),
+            groups(0),
+        ],
     ),
     # notify.go MuteStage (inhibitor): configuration.md <inhibit_rule> "mute an alert (target)
     # ... if an alert (source) exists", with equal labels.
@@ -724,3 +757,18 @@ def test_book_an_alert_firing_again_is_a_change_each_time() -> None:
 
 def _status(put: tuple[Alert | None, Change | None]) -> str | None:
     return put[1].status if put[1] is not None else None
+
+
+def test_max_alerts_per_notification_truncates_and_counts() -> None:
+    """AM's webhook ``max_alerts``: "Alerts above this threshold are truncated", the number
+    left out sent as ``truncatedAlerts``; keiko lists firing alerts before resolved ones."""
+    engine = Engine(config(group_by=[]), max_alerts=2)
+    for name in "ABC":
+        fire(0, name)(engine)
+    (note,) = engine.flush(T0 + 30)
+    assert (len(note.alerts), note.truncated_alerts) == (2, 1)
+    resolve(100, "A")(engine)
+    fire(100, "D")(engine)
+    (note,) = engine.flush(T0 + 330)
+    assert [a["status"] for a in note.alerts] == ["firing", "firing"]
+    assert note.truncated_alerts == 2
