@@ -237,7 +237,8 @@ class Dispatcher:
         for k, level in enumerate(self.policies.get(group.route.escalation or "", []), 1):
             due = group.first_notified is not None and now >= group.first_notified + level.after
             for r in level.receivers:
-                if r not in out and ((due and not acked) or r in group.sent):
+                told = r in group.sent and bool(group.sent[r].firing)  # to hear the end
+                if r not in out and ((due and not acked) or told):
                     out[r] = k
         return [(k, r) for r, k in out.items()]
 

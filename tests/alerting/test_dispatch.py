@@ -184,7 +184,7 @@ def at(t: float, *expected: str) -> Step:
 
     def run(e: Engine) -> None:
         got = sorted(show(n) for n in e.flush(T0 + t))
-        assert got == sorted(expected), f"flush at +{t}s"
+        assert got == sorted(expected), f"flush at +{t}s: {got}"
 
     return run
 
@@ -545,6 +545,25 @@ CASES = [
             at(1830, "cto firing=A L2"),
             resolve(1900, "A"),
             at(2130, "ops resolved=A", "boss resolved=A L1", "cto resolved=A L2"),
+        ],
+        config(escalation="page"),
+    ),
+    # groups.py: "resolved: a new episode escalates from the start" -- a level told the
+    # last episode's end waits `after` again (the group lives on with a silenced alert).
+    Case(
+        "a new episode escalates from the start",
+        [
+            silence(0, '{alertname="C"}'),
+            fire(0, "C"),
+            fire(0, "A"),
+            at(30, "ops firing=A"),
+            at(630, "boss firing=A L1"),
+            resolve(700, "A"),
+            at(930, "ops resolved=A", "boss resolved=A L1"),
+            groups(1),
+            fire(1000, "D"),
+            at(1230, "ops firing=D"),
+            at(1830, "boss firing=D L1"),
         ],
         config(escalation="page"),
     ),
