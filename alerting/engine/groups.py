@@ -107,7 +107,8 @@ def notification_id(receiver: str, group: Group, firing: list[Alert], count: int
     h.update(f"{receiver}\0{group.key}\0{count}\0".encode())
     for a in sorted(firing, key=lambda a: a.fp):
         h.update(f"{a.fp}@{a.starts_at:.3f};".encode())
-    resolved = sorted(fp for fp, a in group.alerts.items() if a not in firing)
+    fps = {a.fp for a in firing}  # `a not in firing` compared dataclasses: O(n^2) per flush
+    resolved = sorted(fp for fp in group.alerts if fp not in fps)
     h.update(",".join(resolved).encode())
     return h.hexdigest()
 
