@@ -147,7 +147,7 @@ class Engine:
 
 def show(n: Notification) -> str:
     """``receiver firing=A,B resolved=C [Ln]``."""
-    names = {"firing": [], "resolved": []}  # type: dict[str, list[str]]
+    names: dict[str, list[str]] = {"firing": [], "resolved": []}
     for a in n.alerts:
         names[a["status"]].append(a["labels"]["alertname"])
     parts = [n.receiver] + [f"{k}={','.join(sorted(v))}" for k, v in names.items() if v]
@@ -804,3 +804,15 @@ def test_flush_cost_is_linear_in_the_group() -> None:
     (note,) = engine.flush(T0 + 30)
     assert time.perf_counter() - t0 < 1.0
     assert len(note.alerts) == 10_000
+
+
+def test_an_incident_notification_carries_its_evidence() -> None:
+    """correlate.py: notifications carry the evidence of the incidents their alerts belong
+    to, once each."""
+    engine = Engine(config(group_by=["incident"]))
+    incident(0, "inc-1", "payments")(engine)
+    fire(0, "Latency", service="payments")(engine)
+    fire(0, "Errors", service="payments")(engine)
+    (note,) = engine.flush(T0 + 30)
+    assert note.group_labels == {"incident": "inc-1"}
+    assert note.evidence == [{"id": "inc-1", "services": ["payments"]}]
