@@ -221,18 +221,6 @@ def run_demo(args: argparse.Namespace) -> int:
             f"({problem}). Is keiko running with OTLP/{args.protocol} enabled there?"
         )
         return EXIT_FAILURE
-    return _run(args, console, api, before, endpoint, token, faults)
-
-
-def _run(
-    args: argparse.Namespace,
-    console: Console,
-    api: ApiClient,
-    before: dict[str, Any],
-    endpoint: str,
-    token: str | None,
-    faults: dict[str, Fault],
-) -> int:
     from keiko.demo.notified import DemoReceiver
 
     try:
@@ -241,10 +229,10 @@ def _run(
         console.say(f"keiko demo: cannot listen on {args.receiver} for notifications: {exc}")
         return EXIT_FAILURE
     with receiver:
-        return _run_shop(args, console, api, before, endpoint, token, faults, receiver)
+        return _run(args, console, api, before, endpoint, token, faults, receiver)
 
 
-def _run_shop(
+def _run(
     args: argparse.Namespace,
     console: Console,
     api: ApiClient,
