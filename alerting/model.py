@@ -60,6 +60,7 @@ class Alert:
     updated_at: float = 0.0
     evidence: dict[str, Any] | None = None  # keiko incidents: root causes, traces, path, links
     fp: str = ""
+    timeout: bool = False  # ends_at came from resolve_timeout, not from the sender
 
     def __post_init__(self) -> None:
         if not self.fp:
@@ -81,6 +82,8 @@ class Alert:
             "updated_at": self.updated_at,
             "fp": self.fp,
         }
+        if self.timeout:
+            doc["timeout"] = True
         if self.evidence is not None:
             doc["evidence"] = self.evidence
         return doc
@@ -98,6 +101,7 @@ class Alert:
             updated_at=doc.get("updated_at", 0.0),
             evidence=doc.get("evidence"),
             fp=doc.get("fp", ""),
+            timeout=doc.get("timeout", False),
         )
 
     def am_json(self, now: float) -> dict[str, Any]:

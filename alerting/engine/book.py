@@ -42,7 +42,7 @@ class AlertBook:
     def put(self, alert: Alert, now: float) -> tuple[Alert | None, Change | None]:
         """Merge ``alert`` in; the alert as held now (None if refused) and its change."""
         if alert.ends_at == 0:
-            alert.ends_at = now + self.resolve_timeout
+            alert.ends_at, alert.timeout = now + self.resolve_timeout, True
         alert.updated_at = now
         held = self.alerts.get(alert.fp)
         if held is None:
@@ -58,7 +58,7 @@ class AlertBook:
             self.reported.discard(alert.fp)
             return alert, self._new(alert, now)
         held.starts_at = min(held.starts_at, alert.starts_at) if alert.starts_at else held.starts_at
-        held.ends_at = alert.ends_at
+        held.ends_at, held.timeout = self._merged_end(held, alert, now)
         held.annotations = alert.annotations
         held.generator_url = alert.generator_url or held.generator_url
         held.updated_at = now
@@ -71,6 +71,18 @@ class AlertBook:
             self.reported.discard(held.fp)
             return held, Change(held, "firing")
         return held, None
+
+    @staticmethod
+    def _merged_end(held: Alert, new: Alert, now: float) -> tuple[float, bool]:
+        """Alertmanager's merge of end times (two Prometheus replicas send the same alert):
+        among resolved ones the latest end wins; while firing, a later end the sender gave
+        explicitly (not a resolve_timeout) is kept."""
+        if new.resolved(now):
+            if held.resolved(now) and held.ends_at > new.ends_at:
+                return held.ends_at, held.timeout
+        elif held.ends_at > new.ends_at and not held.timeout:
+            return held.ends_at, held.timeout
+        return new.ends_at, new.timeout
 
     def _new(self, alert: Alert, now: float) -> Change | None:
         if alert.resolved(now):  # sent already resolved: nothing to tell
