@@ -65,9 +65,9 @@ def nats_cluster(rendered: dict[str, list[Obj]], tmp_path: Path) -> Iterator[lis
             s["dir"].mkdir()
             path = s["dir"] / "nats.conf"
             path.write_text(conf)
-            log = (s["dir"] / "nats.log").open("wb")
             env = {"POD_NAME": f"keiko-nats-{i}", "PATH": "/usr/bin:/bin"}
-            procs.append(subprocess.Popen([NATS_SERVER, "-c", str(path)], stderr=log, env=env))
+            with (s["dir"] / "nats.log").open("wb") as log:  # the child keeps its own copy
+                procs.append(subprocess.Popen([NATS_SERVER, "-c", str(path)], stderr=log, env=env))
         for s in servers:
             wait_healthy(s["http"])
         yield servers
