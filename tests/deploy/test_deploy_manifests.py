@@ -4,6 +4,7 @@ what the objects refer to exists in the same render."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,10 @@ from kube_objects import (
     Obj,
     find,
     load,
+    one,
     pod_labels,
     pod_spec,
+    render,
     selects,
     workloads,
 )
@@ -196,11 +199,8 @@ def test_pdbs_and_network_policies_select_pods(
         assert policies, f"no NetworkPolicy for {w['metadata']['name']}"
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_servicemonitor_scrapes_each_keiko_pod_once(
-    rendered: dict[str, list[Obj]], overlay: str
-) -> None:
-    objs = rendered[overlay]
+def check_scrapes_each_keiko_pod_once(objs: list[Obj]) -> None:
+    """The ServiceMonitor's Services reach every agent and analysis pod once, NATS never."""
     [sm] = find(objs, "ServiceMonitor")
     spec = sm["spec"]
     assert spec["namespaceSelector"]["matchNames"] == ["keiko"]
@@ -224,6 +224,29 @@ def test_servicemonitor_scrapes_each_keiko_pod_once(
     ]
     assert sorted(seen) == sorted(keiko_pods), "every keiko pod once, and NATS not at all"
     assert all(e["path"] == "/metrics" for e in spec["endpoints"])
+
+
+@pytest.mark.parametrize("overlay", ["clustered", "remediation"])
+def test_servicemonitor_scrapes_each_keiko_pod_once(
+    rendered: dict[str, list[Obj]], overlay: str
+) -> None:
+    check_scrapes_each_keiko_pod_once(rendered[overlay])
+
+
+def test_servicemonitor_component_fits_the_single_node_overlay(
+    rendered: dict[str, list[Obj]], tmp_path: Path
+) -> None:
+    """single-node leaves the ServiceMonitor out (one-node clusters rarely run the
+    Prometheus Operator); added as components/servicemonitor says, it scrapes the one pod."""
+    assert not find(rendered["single-node"], "ServiceMonitor")
+    overlay = os.path.relpath(KUBE / "overlays" / "single-node", tmp_path)
+    component = os.path.relpath(KUBE / "components" / "servicemonitor", tmp_path)
+    (tmp_path / "kustomization.yaml").write_text(
+        f"resources: [{overlay}]\ncomponents: [{component}]\n"
+    )
+    objs = render(tmp_path)
+    check_scrapes_each_keiko_pod_once(objs)
+    assert one(objs, "ServiceMonitor", "keiko")["metadata"]["namespace"] == "keiko"
 
 
 def test_servicemonitor_shape_check_refuses_a_wrong_field() -> None:
