@@ -182,11 +182,26 @@ MEMORY = Row(
     (
         Panel(
             "timeseries",
+            "Resident memory and CPU",
+            "process_resident_memory_bytes and rate(process_cpu_seconds_total[1m]) of each "
+            "keiko process (prometheus_client's process collector, from /proc).",
+            (Query(f"process_resident_memory_bytes{{{INSTANCE}}}", "{{instance}} RSS"),),
+            unit="bytes",
+            width=12,
+        ),
+        Panel(
+            "timeseries",
+            "CPU",
+            "Cores used by each keiko process: rate(process_cpu_seconds_total[1m]).",
+            (Query(f"rate(process_cpu_seconds_total{{{INSTANCE}}}[1m])", "{{instance}} cores"),),
+            width=12,
+        ),
+        Panel(
+            "timeseries",
             "State held in memory (bounded)",
             "keiko's in-memory state, each bounded in config: keiko_anomaly_series, "
             "keiko_spanmetrics_series, keiko_spanmetrics_graph_edges and "
-            "keiko_spanmetrics_graph_pending_spans. keiko's registry has no process collector, "
-            "so there is no resident-memory gauge here.",
+            "keiko_spanmetrics_graph_pending_spans.",
             (
                 Query(f"keiko_anomaly_series{{{INSTANCE}}}", "anomaly series"),
                 Query(f"keiko_spanmetrics_series{{{INSTANCE}}}", "span metric series"),
@@ -214,7 +229,7 @@ BOARD = Board(
     uid="keiko-health",
     title="keiko / Self-telemetry",
     description="keiko's own health: ingest (keiko_received/accepted/refused/dropped_items), "
-    "requests, the store (keiko_store_*), stage lag and checkpoints, state held in memory. "
+    "requests, the store (keiko_store_*), stage lag and checkpoints, memory and CPU. "
     "Variable: node = `instance` of keiko_store_bytes.",
     rows=(INGEST, STORE, MEMORY),
     variables=VARIABLES,
