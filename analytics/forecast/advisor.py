@@ -76,6 +76,7 @@ class _Workload:
         self.total, self.count = 0.0, 0
         self.first_time = math.nan
         self.replicas = 0  # the last advice
+        self.observed_replicas = math.nan  # instances seen reporting (not checkpointed)
         self.last: Advice | None = None
 
 
@@ -98,6 +99,8 @@ class ScalingAdvisor:
     ) -> Advice | None:
         """Take one observation; returns advice when it closes a step, else None."""
         w = self._get(workload)
+        if replicas is not None:
+            w.observed_replicas = replicas
         if replicas is not None and latency is not None:
             w.capacity.observe(rate, replicas, latency)
         slot = math.floor(time / self.config.step_s)
@@ -120,6 +123,11 @@ class ScalingAdvisor:
         """The last advice for ``workload``."""
         w = self._workloads.get(workload)
         return w.last if w else None
+
+    def observed_replicas(self, workload: str) -> float:
+        """Replicas last seen reporting for ``workload`` (NaN before any)."""
+        w = self._workloads.get(workload)
+        return w.observed_replicas if w else math.nan
 
     def workloads(self) -> list[str]:
         """Workloads tracked now."""
@@ -264,12 +272,21 @@ class AdvisorCollector(Collector):
             "Replicas the scaling advisor recommends now (for KEDA / an HPA external metric).",
             labels=["workload", "mode"],
         )
+        observed = GaugeMetricFamily(
+            "keiko_scaling_observed_replicas",
+            "Replicas of the workload keiko sees reporting now (its instances' metrics), to "
+            "compare with the advice.",
+            labels=["workload"],
+        )
         peak = GaugeMetricFamily(
             "keiko_forecast_peak_rate",
             "Forecast peak request rate over the advisor's horizon, with its interval.",
             labels=["workload", "bound"],
         )
         for name in self.advisor.workloads():
+            seen = self.advisor.observed_replicas(name)
+            if math.isfinite(seen):
+                observed.add_metric([name], seen)
             advice = self.advisor.latest(name)
             if advice is None:
                 continue
@@ -282,4 +299,5 @@ class AdvisorCollector(Collector):
                 if math.isfinite(value):
                     peak.add_metric([name, bound], value)
         yield desired
+        yield observed
         yield peak

@@ -119,12 +119,19 @@ ADVICE = Row(
     (
         Panel(
             "timeseries",
-            "Advised replicas",
+            "Advised against current replicas",
             "keiko_scaling_desired_replicas by workload and mode (reactive until the forecast "
             "has an hour of history, then predictive): what a KEDA prometheus trigger or an HPA "
-            "external metric runs. keiko does not export the current replica count: compare "
-            "with kube-state-metrics' kube_deployment_status_replicas in your Prometheus.",
-            (Query(f"keiko_scaling_desired_replicas{{{WORKLOAD}}}", "{{workload}} ({{mode}})"),),
+            "external metric runs; keiko_scaling_observed_replicas: the replicas keiko sees "
+            "reporting (kube-state-metrics' kube_deployment_status_replicas says the same from "
+            "the API server).",
+            (
+                Query(
+                    f"keiko_scaling_desired_replicas{{{WORKLOAD}}}",
+                    "{{workload}} advised ({{mode}})",
+                ),
+                Query(f"keiko_scaling_observed_replicas{{{WORKLOAD}}}", "{{workload}} current"),
+            ),
             width=12,
         ),
         Panel(
@@ -145,7 +152,8 @@ BOARD = Board(
     uid="keiko-scaling",
     title="keiko / Predictive scaling",
     description="keiko's forecasts (keiko_forecast, keiko_forecast_peak_rate) against the "
-    "actual rate, and the advised replicas (keiko_scaling_desired_replicas); needs "
+    "actual rate, and the advised replicas (keiko_scaling_desired_replicas) against the "
+    "current ones (keiko_scaling_observed_replicas); needs "
     "analytics.scaling.enabled. Variables: namespace and service = the two parts of the "
     "`workload` label of keiko_forecast.",
     rows=(FORECASTS, ADVICE),
