@@ -5,23 +5,24 @@ from __future__ import annotations
 from dashboards.panels.promql import increase, quantile, rate
 from dashboards.spec import Board, Panel, Query, Row, Variable
 
-NODE = 'instance=~"$node"'
-SEL = 'instance=~"$node", namespace=~"$namespace"'
+NODE = 'node=~"$node"'
+SEL = 'node=~"$node", namespace=~"$namespace"'
 WHO = "namespace, pod"
 
 VARIABLES = (
     Variable(
         "node",
         "Node",
-        "label_values(keiko_ebpf_probe_up, instance)",
-        "The `instance` label of keiko_ebpf_probe_up: keiko's eBPF agent runs once per node "
-        "(a DaemonSet), so each scrape target is a node (relabel the target's node name into "
-        "`instance` in the ServiceMonitor to see names instead of addresses).",
+        "label_values(keiko_ebpf_probe_up, node)",
+        "The `node` label of keiko_ebpf_probe_up: keiko's eBPF agent runs once per node (a "
+        "DaemonSet); deploy/'s ServiceMonitor sets `node` from the pod's node name "
+        "(__meta_kubernetes_pod_node_name); without the Prometheus Operator add the same "
+        "relabeling (or a static `node` label) to the scrape config.",
     ),
     Variable(
         "namespace",
         "Namespace",
-        'label_values(keiko_ebpf_sched_switches_total{instance=~"$node"}, namespace)',
+        'label_values(keiko_ebpf_sched_switches_total{node=~"$node"}, namespace)',
         "The `namespace` label of keiko_ebpf_sched_switches_total: the Kubernetes namespace of "
         "the pod whose cgroup the kernel event belongs to (empty for host processes).",
     ),
@@ -34,7 +35,7 @@ SCHEDULING = Row(
             "stat",
             "eBPF probes loaded",
             "keiko_ebpf_probe_up: 1 per probe loaded and collecting on the node.",
-            (Query(f"keiko_ebpf_probe_up{{{NODE}}}", "{{instance}} {{probe}}"),),
+            (Query(f"keiko_ebpf_probe_up{{{NODE}}}", "{{node}} {{probe}}"),),
             width=6,
         ),
         Panel(
@@ -230,8 +231,8 @@ DISK_SYSCALLS = Row(
             "the cardinality bounds, by label).",
             (
                 Query(
-                    quantile(0.99, "keiko_ebpf_collect_duration_seconds", NODE, "instance"),
-                    "collect p99 {{instance}}",
+                    quantile(0.99, "keiko_ebpf_collect_duration_seconds", NODE, "node"),
+                    "collect p99 {{node}}",
                 ),
                 Query(rate("keiko_ebpf_folded_series_total", NODE, "label"), "folded {{label}}/s"),
             ),
@@ -244,7 +245,7 @@ BOARD = Board(
     uid="keiko-nodes",
     title="keiko / Nodes (eBPF)",
     description="Kernel-level signals from keiko's eBPF node agent: scheduling delay, TCP, "
-    "retransmits, disk latency, failed syscalls, OOM kills. Variables: node = `instance` of "
+    "retransmits, disk latency, failed syscalls, OOM kills. Variables: node = `node` of "
     "keiko_ebpf_probe_up; namespace = `namespace` of keiko_ebpf_sched_switches_total.",
     rows=(SCHEDULING, TCP, DISK_SYSCALLS),
     variables=VARIABLES,

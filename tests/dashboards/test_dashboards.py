@@ -218,7 +218,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             {
                 "job_name": "keiko",
                 "scrape_interval": "1s",
-                "static_configs": [{"targets": [f"127.0.0.1:{kp.ports['api']}"]}],
+                # the `node` label deploy/'s ServiceMonitor relabels from the pod's node
+                "static_configs": [
+                    {"targets": [f"127.0.0.1:{kp.ports['api']}"], "labels": {"node": "node-1"}}
+                ],
             }
         ],
     }
