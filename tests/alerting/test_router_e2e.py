@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 from fixtures.keiko import KeikoFactory
+from fixtures.nats import NatsServer, nats_store_config
 from fixtures.receiver import Receiver
 
 
@@ -266,3 +267,26 @@ def test_a_route_requests_its_remediation_in_dry_run_and_audits_it(
         assert audit[0]["action"] == "restart-cart"
         assert audit[0]["call"], audit[0]  # what it would have called
         assert listed and listed[0]["action"] == "restart-cart"
+
+
+def test_alerting_on_the_nats_store_survives_kill_9(
+    keiko_process: KeikoFactory, nats_server: NatsServer
+) -> None:
+    """The same guarantees on NATS JetStream: accepted alerts, engine state, the outbox and
+    silences all live in JetStream (streams and KV)."""
+    with Receiver() as hook:
+        config = _config(hook.url, group_wait="4s")
+        config["store"] = nats_store_config(nats_server)
+        kp = keiko_process(config)
+        with kp.client() as c:
+            assert c.post("/api/v2/alerts", json=[_alert("Disk", service="db")]).status_code == 200
+        kp.kill()
+        assert hook.posts == []
+        kp.start()
+        ((_, doc),) = hook.wait(1, timeout=30)
+        assert doc["alerts"][0]["labels"] == {"alertname": "Disk", "service": "db"}
+        with kp.client() as c:
+            assert c.post("/api/v2/alerts", json=[_alert("Net", service="db")]).status_code == 200
+            hook.wait(2, timeout=30)
+            time.sleep(3)
+        assert len(hook.posts) == 2
