@@ -247,9 +247,7 @@ def _anchor(path: str) -> str:
     return path.replace(".", "").lower()  # GitHub drops the dots of a heading
 
 
-def _section(
-    model: type[BaseModel], path: str, ancestors: dict[type[BaseModel], str]
-) -> list[str]:
+def _section(model: type[BaseModel], path: str, ancestors: dict[type[BaseModel], str]) -> list[str]:
     """The table of ``model`` at ``path``, then its sub-models' tables; a model used again
     inside itself (a route's routes) links to its own table."""
     lines = [f"## {path}", ""]
