@@ -20,6 +20,17 @@ threshold serves them all:
 * **seasonal drift**: the short-term average of the time-of-day predictor's error, used
   only where that predictor is clearly better than the level (the series is seasonal).
 
+**Weekly seasonality** is a day-of-week offset per UTC day (``WEEK_FIELDS``), learnt from
+whole days' means against a slow deseasonalised base. Where it has predicted the change
+from one day's mean to the next clearly better than "no change" for weeks, the slow level
+(and so the time-of-day predictor built on it) is moved by the change of offset at each
+midnight, so a quieter weekend is expected from its first point, and range novelty takes
+the nearer of the value and the value less its day's offset (the range relaxes over the
+weekdays; a usual weekend low must not look new every Saturday). The fast level is never
+moved and the range is learnt from the values alone: the surprise is the smallest over
+the predictors and the novelty the nearer of the two, so an offset that is wrong for part
+of a day (a weekend that starts at local, not UTC, midnight) costs little.
+
 The surprise features are calibrated by their own tail (peaks over threshold): each
 tracks a high quantile ``q`` (exceeded by ``tail_p`` of the points) and the mean excess
 ``beta`` over it, and a value's *rarity* is ``(f - q) / beta``, the e-folds of tail
@@ -63,6 +74,22 @@ FIELDS = (
     *(f"{kind}_{feature}" for feature in FEATURES for kind in ("q", "beta", "dev")),
 )
 COL = {name: i for i, name in enumerate(FIELDS)}
+DAYS_PER_WEEK = 7
+# The weekly state, a float32 array of its own (so that checkpoints without it, written
+# before it existed, still restore: all zeros is a fresh start).
+WEEK_FIELDS = (
+    *(f"week{day}" for day in range(DAYS_PER_WEEK)),  # offset of each day (0: Monday)
+    "day_mean",  # running mean of the current UTC day's values
+    "day_count",
+    "prev_mean",  # the previous day's mean, valid if has_prev
+    "has_prev",  # 1: the previous day was complete and just before the current one
+    "week_base",  # slow level of the deseasonalised day means
+    "err_week",  # mean error of the day-to-day change predicted by the offsets ...
+    "err_flat",  # ... and of "no change"
+    "days",  # day boundaries seen (the first day is partial and never learnt)
+    "weekly",  # 1: the offsets are in use (decided at each day boundary)
+)
+WCOL = {name: i for i, name in enumerate(WEEK_FIELDS)}
 
 
 @dataclass(frozen=True)
@@ -106,6 +133,11 @@ class Params:
     hold_fade: float = 0.9  # per point, of the detection's u that a point in the hold must beat
     onset_z: float = 2.0  # a point this surprising starts an excursion
     expected_width: float = 3.0  # expected range: prediction +- width x its error
+    week_rate: float = 0.3  # per day: rate of a day's offset (faster in the first weeks)
+    week_base_rate: float = 0.2  # per day: rate of the deseasonalised base
+    week_gate_rate: float = 0.05  # per day: rate of the day-to-day change errors
+    weekly_ratio: float = 0.5  # weekly if its change error < ratio x "no change"'s
+    weekly_min_days: int = 14
 
 
 class States:
@@ -116,6 +148,7 @@ class States:
         self.scalars = np.zeros((0, len(FIELDS)))
         self.season = np.zeros((0, params.season_bins), np.float32)  # level offsets
         self.season_err = np.zeros((0, params.season_bins), np.float32)  # 0: bin unseen
+        self.week = np.zeros((0, len(WEEK_FIELDS)), np.float32)
         self.grow(capacity)
 
     @property
@@ -136,7 +169,10 @@ class States:
         season[:old] = self.season
         season_err = np.zeros((capacity, bins), np.float32)
         season_err[:old] = self.season_err
+        week = np.zeros((capacity, len(WEEK_FIELDS)), np.float32)
+        week[:old] = self.week
         self.scalars, self.season, self.season_err = scalars, season, season_err
+        self.week = week
 
     def reset(self, ids: np.ndarray) -> None:
         """Forget these series (their ids will be reused)."""
@@ -145,11 +181,17 @@ class States:
         self.scalars[ids, COL["onset"]] = np.nan
         self.season[ids] = 0.0
         self.season_err[ids] = 0.0
+        self.week[ids] = 0.0
 
     @property
     def bytes_per_series(self) -> int:
         """State memory per series slot."""
-        return int(self.scalars.itemsize * len(FIELDS) + 2 * 4 * self.params.season_bins)
+        profiles = 2 * self.season.itemsize * self.params.season_bins
+        return int(
+            self.scalars.itemsize * len(FIELDS)
+            + profiles
+            + self.week.nbytes // max(self.capacity, 1)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +210,11 @@ def step(states: States, ids: np.ndarray, t: np.ndarray, x: np.ndarray) -> StepR
     st = states.scalars[ids]
     n = st[:, COL["n"]]
     first = n == 0
+    _turn_days(p, st, states.week, ids, t, first)
+    dow = ((np.floor(t / SECONDS_PER_DAY) + 3) % DAYS_PER_WEEK).astype(np.intp)
+    week_offset = np.where(states.week[ids, WCOL["weekly"]] > 0, states.week[ids, dow], 0.0).astype(
+        np.float64
+    )
     for i in range(len(FIELDS)):
         if FIELDS[i].startswith(("level_", "smooth", "max", "min")):
             st[:, i] = np.where(first, x, st[:, i])
@@ -211,7 +258,7 @@ def step(states: States, ids: np.ndarray, t: np.ndarray, x: np.ndarray) -> StepR
     better = err_season < p.seasonal_ratio * err_slow
     st[:, COL["seasonality"]] = seasonality + (better - seasonality) * p.seasonality_rate
     seasonal = (seasonality > 0.5) & (n > p.seasonal_min_points)
-    novelty, smoothed = _range_novelty(p, st, x, floor, err_fast)
+    novelty, smoothed = _range_novelty(p, st, x, floor, err_fast, week_offset)
     features = {
         "z": log_z,
         "z_season": np.log2(z_season_avg + p.surprise_offset),
@@ -263,17 +310,80 @@ def step(states: States, ids: np.ndarray, t: np.ndarray, x: np.ndarray) -> StepR
     st[:, COL["z_season_avg"]] = z_season_avg
     st[:, COL["n"]] = n + 1
     st[:, COL["t"]] = t
+    count = states.week[ids, WCOL["day_count"]] + 1
+    mean = states.week[ids, WCOL["day_mean"]]
+    states.week[ids, WCOL["day_mean"]] = mean + (x - mean) / count
+    states.week[ids, WCOL["day_count"]] = count
     states.scalars[ids] = st
     return StepResult(probability, low, high, onset)
 
 
+def _turn_days(
+    p: Params, st: np.ndarray, week: np.ndarray, ids: np.ndarray, t: np.ndarray, first: np.ndarray
+) -> None:
+    """At the first point of a new UTC day: learn the day that ended, and where the
+    weekly offsets have earned it, move the slow level by the change of offset."""
+    day = np.floor(t / SECONDS_PER_DAY)
+    old = np.floor(st[:, COL["t"]] / SECONDS_PER_DAY)
+    # Backward timestamps do not turn the day (the current day keeps accumulating).
+    rows = np.flatnonzero((day > old) & ~first)
+    if len(rows) == 0:
+        return
+    w = week[ids[rows]].astype(np.float64)
+    new_dow = ((day[rows] + 3) % DAYS_PER_WEEK).astype(np.intp)  # 1970-01-01: Thursday
+    old_dow = ((old[rows] + 3) % DAYS_PER_WEEK).astype(np.intp)
+    prev_dow = (old_dow - 1) % DAYS_PER_WEEK
+    at = np.arange(len(rows))
+    offsets = w[:, :DAYS_PER_WEEK]
+    days = w[:, WCOL["days"]]
+    mean = w[:, WCOL["day_mean"]]
+    whole = days >= 1  # the day began at a day boundary: its mean is a whole day's
+    # Judge the offsets on the change they predicted, before they learn from it.
+    judged = whole & (w[:, WCOL["has_prev"]] > 0) & (days > DAYS_PER_WEEK)
+    change = mean - w[:, WCOL["prev_mean"]]
+    predicted = offsets[at, old_dow] - offsets[at, prev_dow]
+    for name, error in (("err_week", np.abs(change - predicted)), ("err_flat", np.abs(change))):
+        w[:, WCOL[name]] = np.where(
+            judged,
+            w[:, WCOL[name]] + (error - w[:, WCOL[name]]) * p.week_gate_rate,
+            w[:, WCOL[name]],
+        )
+    base = np.where(days == 1, mean, w[:, WCOL["week_base"]])
+    rate = np.maximum(p.week_rate, 1.0 / (np.maximum(days - 1, 0) // DAYS_PER_WEEK + 1))
+    learnt = offsets[at, old_dow] + (mean - base - offsets[at, old_dow]) * rate
+    offsets[at, old_dow] = np.where(whole, learnt, offsets[at, old_dow])
+    base = base + (mean - offsets[at, old_dow] - base) * p.week_base_rate
+    w[:, WCOL["week_base"]] = np.where(whole, base, w[:, WCOL["week_base"]])
+    weekly = (days >= p.weekly_min_days) & (
+        w[:, WCOL["err_week"]] < p.weekly_ratio * w[:, WCOL["err_flat"]]
+    )
+    w[:, WCOL["weekly"]] = weekly
+    shift = np.where(weekly, offsets[at, new_dow] - offsets[at, old_dow], 0.0)
+    st[rows, COL["level_slow"]] += shift
+    w[:, WCOL["prev_mean"]] = mean
+    w[:, WCOL["has_prev"]] = whole & (day[rows] == old[rows] + 1)
+    w[:, WCOL["day_mean"]] = 0.0
+    w[:, WCOL["day_count"]] = 0.0
+    w[:, WCOL["days"]] = days + 1
+    week[ids[rows]] = w
+
+
 def _range_novelty(
-    p: Params, st: np.ndarray, x: np.ndarray, floor: np.ndarray, noise: np.ndarray
+    p: Params,
+    st: np.ndarray,
+    x: np.ndarray,
+    floor: np.ndarray,
+    noise: np.ndarray,
+    week_offset: np.ndarray,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """How far the value, or a smoothed value, leaves its recent range (widened by
     ``range_noise`` x the noise at that scale), in units of ``range_margin`` x the range
     (the largest over scales); and the smoothed values. The noise of an exponential
-    average of rate ``a`` is ``sqrt(a / (2 - a))`` of the value's."""
+    average of rate ``a`` is ``sqrt(a / (2 - a))`` of the value's.
+
+    On a weekly series a value is also judged less its day's offset, and the nearer of
+    the two counts: the range relaxes over the weekdays, so a usual weekend low would
+    otherwise look new every Saturday."""
     novelty = np.full(len(x), -np.inf)
     smoothed = []
     for scale, rate in enumerate((1.0, p.smooth_rate, p.slow_smooth_rate)):
@@ -282,7 +392,11 @@ def _range_novelty(
         top, bottom = st[:, COL[f"max{scale}"]], st[:, COL[f"min{scale}"]]
         width = np.maximum(top - bottom, floor)
         slack = p.range_noise * noise * np.sqrt(rate / (2 - rate))
-        outside = (np.maximum(value - top, bottom - value) - slack) / width
+        adjusted = value - week_offset
+        outside = np.minimum(
+            np.maximum(value - top, bottom - value), np.maximum(adjusted - top, bottom - adjusted)
+        )
+        outside = (outside - slack) / width
         novelty = np.maximum(novelty, outside / p.range_margin)
         smoothed.append(value)
     return novelty, smoothed
