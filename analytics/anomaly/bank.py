@@ -61,6 +61,7 @@ class DetectorBank:
             scalars=self.states.scalars[:used],
             season=self.states.season[:used],
             season_err=self.states.season_err[:used],
+            week=self.states.week[:used],
         )
         return buffer.getvalue()
 
@@ -72,6 +73,8 @@ class DetectorBank:
                 header = json.loads(archive["header"].tobytes())
                 scalars, season = archive["scalars"], archive["season"]
                 season_err = archive["season_err"]
+                # Checkpoints from before the weekly state have none: it starts at zero.
+                week = archive["week"] if "week" in archive.files else None
         except (OSError, KeyError, ValueError) as exc:
             raise ValueError(f"detector checkpoint unreadable: {exc}") from None
         if header.get("format") != _FORMAT or header.get("fields") != list(FIELDS):
@@ -83,6 +86,10 @@ class DetectorBank:
         bank.states.scalars[: len(scalars)] = scalars
         bank.states.season[: len(season)] = season
         bank.states.season_err[: len(season_err)] = season_err
+        if week is not None:
+            if week.shape[1:] != bank.states.week.shape[1:]:
+                raise ValueError("detector checkpoint has a different weekly state size")
+            bank.states.week[: len(week)] = week
         return bank
 
     @property
