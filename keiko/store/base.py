@@ -96,6 +96,15 @@ class KeyValue(Protocol):
 
     async def keys(self) -> list[str]: ...
 
+    async def swap(self, key: str, expected: bytes | None, value: bytes) -> bool:
+        """Atomically set ``key`` to ``value`` iff its current value equals ``expected``.
+
+        ``expected=None`` means "the key is absent (or deleted)". True if the value was
+        set; False if the current value differed (never an error for that), so callers
+        re-read and decide again. The building block of leases (``keiko.store.lease``).
+        """
+        ...
+
 
 @runtime_checkable
 class Store(Protocol):

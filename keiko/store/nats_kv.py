@@ -28,6 +28,25 @@ class NatsKeyValue:
         with nats_errors("kv put"):
             await self._kv.put(kv_key(key), bytes(value))
 
+    async def swap(self, key: str, expected: bytes | None, value: bytes) -> bool:
+        stored = kv_key(key)
+        with nats_errors("kv swap"):
+            try:
+                if expected is None:
+                    # create() also re-creates over a delete marker (with last=its revision).
+                    await self._kv.create(stored, bytes(value))
+                    return True
+                entry = await self._kv.get(stored)
+                if (entry.value or b"") != expected:
+                    return False
+                await self._kv.update(stored, bytes(value), last=entry.revision)
+                return True
+            except (
+                nats.js.errors.KeyWrongLastSequenceError,  # another writer got there first
+                nats.js.errors.KeyNotFoundError,  # absent/deleted, or vanished mid-create
+            ):
+                return False
+
     async def delete(self, key: str) -> None:
         with nats_errors("kv delete"):
             await self._kv.delete(kv_key(key))

@@ -59,6 +59,14 @@ class EmbeddedKV:
         assert meta is not None or self._store.read_only
         await self._store._run_on_writer(lambda: meta.kv_put(self.bucket, key, bytes(value)))  # type: ignore[union-attr]
 
+    async def swap(self, key: str, expected: bytes | None, value: bytes) -> bool:
+        meta = self._store._meta
+        # Read, compare and write in ONE writer-thread call: no other write can interleave.
+        expect = None if expected is None else bytes(expected)
+        return await self._store._run_on_writer(
+            lambda: meta.kv_swap(self.bucket, key, expect, bytes(value))  # type: ignore[union-attr]
+        )
+
     async def delete(self, key: str) -> None:
         meta = self._store._meta
         await self._store._run_on_writer(lambda: meta.kv_delete(self.bucket, key))  # type: ignore[union-attr]

@@ -77,6 +77,13 @@ class Meta:
     def kv_put(self, bucket: str, key: str, value: bytes) -> None:
         self.conn.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", (bucket, key, value))
 
+    def kv_swap(self, bucket: str, key: str, expected: bytes | None, value: bytes) -> bool:
+        """Compare-and-set; atomic because only the writer thread writes meta.db."""
+        if self.kv_get(bucket, key) != expected:
+            return False
+        self.kv_put(bucket, key, value)
+        return True
+
     def kv_delete(self, bucket: str, key: str) -> None:
         self.conn.execute("DELETE FROM kv WHERE bucket = ? AND key = ?", (bucket, key))
 
