@@ -8,17 +8,22 @@ change an event on ``events``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+from starlette.routing import Route as HttpRoute
 
 from alerting.api.v2 import AlertsApi, Backend
 from alerting.config import DEFAULT_RECEIVER, AlertingConfig
@@ -26,6 +31,7 @@ from alerting.engine.correlate import INCIDENT_LABEL
 from alerting.engine.groups import Level
 from alerting.engine.stage import AlertEngine, Parts
 from alerting.inhibit import Inhibitor
+from alerting.leader import Elector
 from alerting.notify.alertmanager import receivers_from_alertmanager
 from alerting.notify.build import receiver_targets
 from alerting.notify.config import ReceiverConfig
@@ -37,11 +43,13 @@ from alerting.routing.timeintervals import TimeIntervals
 from alerting.routing.tree import Route, build_tree
 from alerting.silencekeeper import SilenceKeeper
 from alerting.sources import SourceStage
+from keiko.api.errors import error_response
 from keiko.components import ComponentSpec, Context
 from keiko.stream.config import CheckpointConfig
 from keiko.stream.export import gauge, worker_metrics
 
 log = logging.getLogger(__name__)
+SILENCE_REFRESH_S = 2.0
 
 
 @dataclass
@@ -110,7 +118,9 @@ class AlertingComponent:
             p.name: [Level(lv.after, tuple(lv.receivers)) for lv in p.levels]
             for p in config.escalation_policies
         }
-        self.keeper = SilenceKeeper(ctx.store, config.silences_bucket, threading.Lock())
+        self.keeper = SilenceKeeper(
+            ctx.store, config.silences_bucket, threading.Lock(), config.retention
+        )
         parts = Parts(
             tree=tree,
             inhibitor=Inhibitor(routing.inhibit_rules),
@@ -132,8 +142,16 @@ class AlertingComponent:
         }
         self.outbox = Outbox(config.outbox, ctx, targets)
         self.routing = routing
+        self.elector = Elector(
+            ctx.store,
+            config.checkpoint.bucket,
+            config.leader_lease,
+            {"api": ctx.config.api.endpoint},
+            self._lead,
+        )
         backend = Backend(
             engine=self.engine,
+            standby=self._standby,
             keeper=self.keeper,
             receivers=sorted(names),
             max_request_bytes=config.max_request_bytes,
@@ -141,7 +159,8 @@ class AlertingComponent:
             started=time.time(),
         )
         ctx.routes.extend(AlertsApi(backend).routes())
-        ctx.routes.extend(self.remediator.routes())
+        ctx.routes.extend(leader_only(self.remediator.routes(), self._standby))
+        self._refresh_task: asyncio.Task[None] | None = None
         self.export = AlertingExport(self)
 
     def _resolved(self, fingerprints: list[str]) -> bool | None:
@@ -168,8 +187,19 @@ class AlertingComponent:
         }
         return yaml.safe_dump(doc, sort_keys=False)
 
+    def _standby(self) -> str | None:
+        """None on the leader; on a standby, why it does not answer (names the leader)."""
+        if self.elector.is_leader:
+            return None
+        leader = self.elector.leader or {}
+        where = (leader.get("info") or {}).get("api", "?")
+        return (
+            f"this replica is a standby; the leader is {leader.get('holder', 'not known yet')} "
+            f"(API {where}); alerts, acknowledgements and silences are taken here too"
+        )
+
     async def start(self) -> None:
-        """Load silences, then start the engine, the sources, remediation and the outbox."""
+        """Load silences, then lead (start routing and notifying) or wait as a standby."""
         loaded = await self.keeper.load()
         log.info(
             "alerting: %d receivers, %d routes, %d inhibit rules, %d silences loaded",
@@ -179,19 +209,56 @@ class AlertingComponent:
             loaded,
         )
         self.ctx.telemetry.registry.register(self.export)
+        self._refresh_task = asyncio.create_task(self._refresh(), name="alerting-silences")
+        await self.elector.start()
+
+    async def _lead(self) -> None:
+        """This replica holds the lease: route, notify, remediate."""
         await self.remediator.start()
         await self.engine.start()
         await self.sources.start()
         await self.outbox.start()
 
+    async def _refresh(self) -> None:
+        """Pick up silences other replicas stored."""
+        while True:
+            await asyncio.sleep(SILENCE_REFRESH_S)
+            try:
+                await self.keeper.refresh()
+            except Exception as exc:  # the store is down: the next round retries
+                log.debug("alerting: silences not refreshed: %s", exc)
+
     async def shutdown(self, deadline: float) -> None:
-        """Stop intake first (sources, engine), then deliveries. Idempotent."""
+        """Stop intake first (sources, engine), then deliveries, then hand the lease over.
+        Idempotent."""
+        if self._refresh_task is not None:
+            self._refresh_task.cancel()
         await self.sources.shutdown(deadline)
         await self.engine.shutdown(deadline)
         await self.outbox.shutdown(deadline)
         await self.remediator.shutdown(deadline)
+        await self.elector.shutdown()
         with contextlib.suppress(KeyError):
             self.ctx.telemetry.registry.unregister(self.export)
+
+
+def leader_only(routes: list[BaseRoute], standby: Callable[[], str | None]) -> list[BaseRoute]:
+    """``routes`` answering 503 (naming the leader) on a standby replica."""
+    guarded: list[BaseRoute] = []
+    for route in routes:
+        assert isinstance(route, HttpRoute)
+        endpoint = route.endpoint
+
+        async def guard(request: Request, endpoint: Any = endpoint) -> Response:
+            why = standby()
+            if why is not None:
+                return error_response(503, "standby", why, {"Retry-After": "5"})
+            response: Response = await endpoint(request)
+            return response
+
+        methods = list(route.methods or [])
+        guarded.append(HttpRoute(route.path, guard, methods=methods, name=route.name))
+    return guarded
 
 
 class AlertingExport(Collector):

@@ -113,6 +113,14 @@ class AlertingConfig(Strict):
         description="Largest POST /api/v2/alerts body accepted (413 above).",
     )
     notify: NotifyOptions = Field(default_factory=NotifyOptions)
+    leader_lease: Duration = Field(
+        default=15.0,
+        ge=3,
+        description="Replicas sharing one store (NATS JetStream) elect a leader with a lease "
+        "this long: only the leader routes, notifies and remediates (no notification twice); "
+        "every replica takes alerts, acknowledgements and silences; a standby takes over "
+        "within this time when the leader dies.",
+    )
     fetch_batch: int = Field(default=200, gt=0, description="Alerts records per fetch.")
     checkpoint: EngineCheckpointConfig = Field(default_factory=EngineCheckpointConfig)
     silences_bucket: str = Field(

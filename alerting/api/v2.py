@@ -37,6 +37,7 @@ class Backend:
     """What the API reads and writes."""
 
     engine: AlertEngine
+    standby: Callable[[], str | None]  # None on the leader, else why reads are not served here
     keeper: SilenceKeeper
     receivers: list[str]
     max_request_bytes: int
@@ -107,8 +108,16 @@ class AlertsApi:
             await self.b.engine.ctx.store.append(ALERTS_STREAM, [record])
         return Response(status_code=200)
 
+    def _standby(self) -> Response | None:
+        why = self.b.standby()
+        if why is None:
+            return None
+        return error_response(503, "standby", why, {"Retry-After": "5"})
+
     async def get_alerts(self, request: Request) -> Response:
-        """GettableAlerts, filtered as Alertmanager filters them."""
+        """GettableAlerts, filtered as Alertmanager filters them (the leader's state)."""
+        if (standby := self._standby()) is not None:
+            return standby
         try:
             filters = _filters(request)
             want = {k: _flag(request, k) for k in ("active", "silenced", "inhibited")}
@@ -155,7 +164,9 @@ class AlertsApi:
         return doc
 
     async def get_groups(self, request: Request) -> Response:
-        """AlertGroups: labels, receiver, alerts."""
+        """AlertGroups: labels, receiver, alerts (the leader's state)."""
+        if (standby := self._standby()) is not None:
+            return standby
         try:
             filters = _filters(request)
         except AlertsError as exc:
@@ -182,10 +193,11 @@ class AlertsApi:
 
     async def _operate(self, request: Request, op: str) -> Response:
         fp = request.path_params["fingerprint"]
-        with self.b.engine.lock:
-            alert = self.b.engine.book.alerts.get(fp)
-        if alert is None:
-            return error_response(404, "not_found", f"no alert with fingerprint {fp[:64]!r}")
+        if self.b.standby() is None:  # a standby cannot tell; the leader ignores unknown ones
+            with self.b.engine.lock:
+                alert = self.b.engine.book.alerts.get(fp)
+            if alert is None:
+                return error_response(404, "not_found", f"no alert with fingerprint {fp[:64]!r}")
         try:
             doc = json.loads(await request.body() or b"{}")
             if not isinstance(doc, dict):
@@ -214,11 +226,12 @@ class AlertsApi:
     # -- silences -----------------------------------------------------------------------------
 
     async def get_silences(self, request: Request) -> Response:
-        """GettableSilences, filtered by matchers."""
+        """GettableSilences, filtered by matchers (as stored: every replica answers)."""
         try:
             filters = _filters(request)
         except AlertsError as exc:
             return _bad(str(exc))
+        await self.b.keeper.refresh()
         now = time.time()
         with self.b.keeper.lock:
             found = [s for s in self.b.keeper.silences.list() if filter_matches(s, filters)]
@@ -240,6 +253,7 @@ class AlertsApi:
 
     async def get_silence(self, request: Request) -> Response:
         """One silence."""
+        await self.b.keeper.refresh()
         with self.b.keeper.lock:
             s = self.b.keeper.silences.get(request.path_params["id"])
             if s is None:

@@ -263,7 +263,6 @@ class AlertEngine(StreamWorker):
             live = self.book.alerts
             self._routes = {fp: r for fp, r in self._routes.items() if fp in live}
             self.dispatcher.forget_keys(live)
-        self.parts.silences.silences.gc(now, self.parts.retention)
 
     # -- events -------------------------------------------------------------------------------
 

@@ -73,6 +73,9 @@ class WebhookChannel:
             "externalURL": self.options.external_url,
             "alerts": alerts,
             "evidence": n.evidence,
+            # keiko's: the same notification told again (a crash between the receiver's
+            # answer and keiko's record of it) has the same id, for receivers to drop.
+            "notificationId": n.id,
         }
 
 
