@@ -23,6 +23,7 @@ from alerting.secrets import redact
 from keiko.errors import KeikoError
 from keiko.records import Record
 from keiko.store.base import Consumer, Store
+from keiko.stream.fetch import fetch_until_stopped
 
 log = logging.getLogger(__name__)
 FETCH_TIMEOUT = 1.0
@@ -99,16 +100,9 @@ class Lane:
     async def _fetch(self) -> list[Record]:
         """One fetch, abandoned when shutdown begins (nothing fetched is committed then)."""
         assert self.consumer is not None
-        fetch = asyncio.ensure_future(self.consumer.fetch(self.config.fetch_batch, FETCH_TIMEOUT))
-        stop = asyncio.ensure_future(self.stop.wait())
-        done, _ = await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)
-        if fetch in done:
-            stop.cancel()
-            return fetch.result()
-        fetch.cancel()
-        with contextlib.suppress(asyncio.CancelledError, KeikoError):
-            await fetch
-        return []
+        return await fetch_until_stopped(
+            self.consumer, self.config.fetch_batch, FETCH_TIMEOUT, self.stop
+        )
 
     async def _handle(self, records: list[Record]) -> None:
         assert self.consumer is not None

@@ -36,6 +36,7 @@ from keiko.records import NewRecord, Record, Stream
 from keiko.store.base import Consumer
 from keiko.stream.checkpoint import CheckpointError, CheckpointStore
 from keiko.stream.config import CheckpointConfig
+from keiko.stream.fetch import fetch_until_stopped
 
 log = logging.getLogger(__name__)
 RETRY_PAUSE = 2.0  # after a store error, before trying again
@@ -252,19 +253,11 @@ class StreamWorker(ABC):
             await self._append(ticked)
 
     async def _fetch(self) -> list[Record]:
-        """One fetch, abandoned when shutdown begins: a stage never holds up keiko's stop
-        for its fetch timeout. Nothing is lost: what was not processed is not committed."""
+        """One fetch, abandoned when shutdown begins (see fetch_until_stopped)."""
         assert self._consumer is not None
-        fetch = asyncio.ensure_future(self._consumer.fetch(self.fetch_batch, self.fetch_timeout))
-        stop = asyncio.ensure_future(self._stop.wait())
-        done, _ = await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)
-        if fetch in done:
-            stop.cancel()
-            return fetch.result()
-        fetch.cancel()
-        with contextlib.suppress(asyncio.CancelledError, KeikoError):
-            await fetch
-        return []
+        return await fetch_until_stopped(
+            self._consumer, self.fetch_batch, self.fetch_timeout, self._stop
+        )
 
     def _process(self, records: list[Record]) -> list[NewRecord]:
         """Skip what the state already includes, hand the rest to process (worker thread)."""

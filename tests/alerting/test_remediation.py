@@ -8,43 +8,19 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures.remediation import started
 from prometheus_client import generate_latest
 from pydantic import ValidationError
 
 from alerting.delivery import Permanent, Retryable
 from alerting.model import OutboxItem, fingerprint
 from alerting.remediation import RemediationConfig, Remediator
-from keiko.components import Context
-from keiko.config.load import validate
-from keiko.store import open_store
-from keiko.telemetry import Telemetry
-
-Resolved = Callable[[list[str]], bool | None]
-
-
-@asynccontextmanager
-async def started(
-    data: Path, config: dict[str, Any], resolved: Resolved = lambda fps: None
-) -> AsyncIterator[Remediator]:
-    """A started Remediator on an embedded store in ``data`` (both closed afterwards)."""
-    keiko_config = validate({"store": {"embedded": {"path": str(data)}}})
-    store = open_store(keiko_config.store)
-    await store.start()
-    ctx = Context(store, Telemetry(), keiko_config)
-    remediator = Remediator(RemediationConfig.model_validate(config), ctx, resolved)
-    try:
-        await remediator.start()
-        yield remediator
-    finally:
-        await remediator.shutdown(time.monotonic() + 5)
-        await store.shutdown()
 
 
 def item(action: str, request_id: str, group: str = "cart", **labels: str) -> OutboxItem:

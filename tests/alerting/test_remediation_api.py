@@ -12,33 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from fixtures.remediation import started
 from prometheus_client import generate_latest
 from starlette.applications import Starlette
 
 from alerting.model import OutboxItem, fingerprint
-from alerting.remediation import RemediationConfig, Remediator
+from alerting.remediation import Remediator
 from keiko.api.errors import EXCEPTION_HANDLERS
-from keiko.components import Context
-from keiko.config.load import validate
-from keiko.store import open_store
-from keiko.telemetry import Telemetry
 
 PATH = "/api/v1/remediations"
-
-
-@asynccontextmanager
-async def started(data: Path, config: dict[str, Any]) -> AsyncIterator[Remediator]:
-    keiko_config = validate({"store": {"embedded": {"path": str(data)}}})
-    store = open_store(keiko_config.store)
-    await store.start()
-    ctx = Context(store, Telemetry(), keiko_config)
-    remediator = Remediator(RemediationConfig.model_validate(config), ctx, lambda fps: None)
-    try:
-        await remediator.start()
-        yield remediator
-    finally:
-        await remediator.shutdown(time.monotonic() + 5)
-        await store.shutdown()
 
 
 @asynccontextmanager

@@ -13,22 +13,18 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fixtures.kube import Call, FakeKube
+from fixtures.remediation import started
 
 from alerting.delivery import Permanent, Retryable
 from alerting.model import OutboxItem, fingerprint
-from alerting.remediation import RemediationConfig, Remediator
-from keiko.components import Context
-from keiko.config.load import ConfigError, validate
-from keiko.store import open_store
-from keiko.telemetry import Telemetry
+from keiko.config.load import ConfigError
 
 STRATEGIC = "application/strategic-merge-patch+json"
 MERGE = "application/merge-patch+json"
@@ -39,21 +35,6 @@ def kube() -> Iterator[FakeKube]:
     fake = FakeKube().start()
     yield fake
     fake.stop()
-
-
-@asynccontextmanager
-async def started(data: Path, config: dict[str, Any]) -> AsyncIterator[Remediator]:
-    keiko_config = validate({"store": {"embedded": {"path": str(data)}}})
-    store = open_store(keiko_config.store)
-    await store.start()
-    ctx = Context(store, Telemetry(), keiko_config)
-    remediator = Remediator(RemediationConfig.model_validate(config), ctx, lambda fps: None)
-    try:
-        await remediator.start()
-        yield remediator
-    finally:
-        await remediator.shutdown(time.monotonic() + 5)
-        await store.shutdown()
 
 
 def config(kube: FakeKube, dry_run: bool = False, **action: Any) -> dict[str, Any]:
