@@ -18,25 +18,24 @@ import yaml
 from fixtures.keiko import KeikoFactory
 from kube_objects import KUBE, OVERLAYS, Obj, container, mounted_config, one, pod_spec
 
+from keiko.commands.run import ROLES as COMMAND_ROLES
 from keiko.units import parse_bytes
 
 NATS_HEADER_ROOM = 512  # keiko/store/nats.py: room for headers within max_payload
 
 AGENT = {"receivers.otlp", "probes.ebpf"}
-ANALYSIS = {
-    "analytics.anomaly",
-    "analytics.incidents",
-    "analytics.spanmetrics",
-    "alerting.slo",
-    "alerting.router",
-}
-# (overlay, workload kind, name) -> the components its `keiko run` starts.
+ANALYSIS = {"analytics.anomaly", "analytics.incidents", "analytics.spanmetrics"}
+ALERTING = {"alerting.slo", "alerting.router"}
+# (overlay, workload kind, name) -> the keiko command its pods run and the components its
+# config starts. single-node keeps `run`: its embedded store is one process's directory.
 ROLES = {
-    ("single-node", "DaemonSet", "keiko-agent"): AGENT | ANALYSIS,
-    ("clustered", "DaemonSet", "keiko-agent"): AGENT,
-    ("clustered", "Deployment", "keiko-analysis"): ANALYSIS,
-    ("remediation", "DaemonSet", "keiko-agent"): AGENT,
-    ("remediation", "Deployment", "keiko-analysis"): ANALYSIS,
+    ("single-node", "DaemonSet", "keiko-agent"): ("run", AGENT | ANALYSIS | ALERTING),
+    ("clustered", "DaemonSet", "keiko-agent"): ("agent", AGENT),
+    ("clustered", "Deployment", "keiko-analysis"): ("analyze", ANALYSIS),
+    ("clustered", "Deployment", "keiko-alerting"): ("alert", ALERTING),
+    ("remediation", "DaemonSet", "keiko-agent"): ("agent", AGENT),
+    ("remediation", "Deployment", "keiko-analysis"): ("analyze", ANALYSIS),
+    ("remediation", "Deployment", "keiko-alerting"): ("alert", ALERTING),
 }
 
 
@@ -84,8 +83,33 @@ def test_configmap_config_passes_config_check(
     done = config_check(path, pod_env(pod_spec(workload)["containers"][0]))
     assert done.returncode == 0, done.stdout + done.stderr
     [line] = [ln for ln in done.stdout.splitlines() if ln.strip().startswith("components:")]
-    assert set(line.split(":", 1)[1].strip().split(", ")) == ROLES[role]
+    assert set(line.split(":", 1)[1].strip().split(", ")) == ROLES[role][1]
     assert re.search(r"listen: api on http://0\.0\.0\.0:8470", done.stdout)
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda r: "-".join(r[::2]))
+def test_pods_run_their_role_of_keiko(
+    rendered: dict[str, list[Obj]], role: tuple[str, str, str]
+) -> None:
+    """Each workload runs its role command (`keiko agent|analyze|alert`, see
+    keiko/commands/run.py) on the mounted config, and that role keeps every component its
+    config starts: none is switched off unseen by `keiko config check`."""
+    overlay, kind, name = role
+    command, components = ROLES[role]
+    workload = one(rendered[overlay], kind, name)
+    [c] = pod_spec(workload)["containers"]
+    assert c["args"] == [command, "--config", "/etc/keiko/keiko.yaml"]
+    mount = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}["config"]
+    assert mount == "/etc/keiko"
+    if command != "run":
+        kept = COMMAND_ROLES[command][0]
+        assert {comp.split(".")[0] for comp in components} <= set(kept), (command, kept)
+
+
+def test_every_role_command_is_deployed() -> None:
+    """clustered runs each role of `keiko run` in pods of its own."""
+    deployed = {cmd for (overlay, _, _), (cmd, _) in ROLES.items() if overlay == "clustered"}
+    assert deployed == set(COMMAND_ROLES)
 
 
 def test_config_check_refuses_a_broken_configmap_config(tmp_path: Path) -> None:
@@ -127,7 +151,11 @@ def test_nats_store_matches_the_statefulset(rendered: dict[str, list[Obj]], over
     objs = rendered[overlay]
     sts = one(objs, "StatefulSet", "keiko-nats")
     nats_conf = mounted_nats_conf(objs, sts)
-    for kind, name in (("DaemonSet", "keiko-agent"), ("Deployment", "keiko-analysis")):
+    for kind, name in (
+        ("DaemonSet", "keiko-agent"),
+        ("Deployment", "keiko-analysis"),
+        ("Deployment", "keiko-alerting"),
+    ):
         config = yaml.safe_load(mounted_config(objs, one(objs, kind, name))[0])
         store = config["store"]
         assert store["backend"] == "nats"
@@ -181,16 +209,16 @@ def test_nats_conf_is_valid_for_nats_server(rendered: dict[str, list[Obj]], tmp_
 
 
 def test_remediation_config_is_the_clustered_one_plus_actions() -> None:
-    """The remediation overlay's analysis config differs from the clustered one only in the
+    """The remediation overlay's alerting config differs from the clustered one only in the
     remediation actions and the routes that name them."""
-    clustered = yaml.safe_load((KUBE / "overlays/clustered/config/analysis.yaml").read_text())
-    remediation = yaml.safe_load((KUBE / "overlays/remediation/config/analysis.yaml").read_text())
+    clustered = yaml.safe_load((KUBE / "overlays/clustered/config/alerting.yaml").read_text())
+    remediation = yaml.safe_load((KUBE / "overlays/remediation/config/alerting.yaml").read_text())
     router = remediation["alerting"]["router"]
     actions = {a["name"] for a in router.pop("remediation")["actions"]}
     named = {n for r in router["route"].pop("routes") for n in r["remediation"]}
     assert named == actions
     assert remediation == clustered
-    text = (KUBE / "overlays/remediation/config/analysis.yaml").read_text()
+    text = (KUBE / "overlays/remediation/config/alerting.yaml").read_text()
     assert re.search(r"^ {6}dry_run: true$", text, re.M), "remediation ships in dry-run"
 
 

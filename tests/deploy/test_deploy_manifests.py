@@ -200,7 +200,8 @@ def test_pdbs_and_network_policies_select_pods(
 
 
 def check_scrapes_each_keiko_pod_once(objs: list[Obj]) -> None:
-    """The ServiceMonitor's Services reach every agent and analysis pod once, NATS never."""
+    """The ServiceMonitor's Services reach every agent, analysis and alerting pod once, NATS
+    never."""
     [sm] = find(objs, "ServiceMonitor")
     spec = sm["spec"]
     assert spec["namespaceSelector"]["matchNames"] == ["keiko"]
@@ -220,7 +221,7 @@ def check_scrapes_each_keiko_pod_once(objs: list[Obj]) -> None:
     keiko_pods = [
         w["metadata"]["name"]
         for w in workloads(objs)
-        if pod_labels(w)["app.kubernetes.io/component"] in ("agent", "analysis")
+        if pod_labels(w)["app.kubernetes.io/component"] in ("agent", "analysis", "alerting")
     ]
     assert sorted(seen) == sorted(keiko_pods), "every keiko pod once, and NATS not at all"
     assert all(e["path"] == "/metrics" for e in spec["endpoints"])
@@ -231,6 +232,29 @@ def test_servicemonitor_scrapes_each_keiko_pod_once(
     rendered: dict[str, list[Obj]], overlay: str
 ) -> None:
     check_scrapes_each_keiko_pod_once(rendered[overlay])
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_alertmanager_api_service_reaches_the_pods_that_alert(
+    rendered: dict[str, list[Obj]], overlay: str
+) -> None:
+    """keiko-alerting.keiko.svc:8470, what Prometheus' alerting config names, selects the
+    pods that run alerting: the agent on single-node, the `keiko alert` replicas otherwise."""
+    objs = rendered[overlay]
+    svc = one(objs, "Service", "keiko-alerting")
+    assert [(p["name"], p["port"]) for p in svc["spec"]["ports"]] == [("api", 8470)]
+    selected = [
+        w["metadata"]["name"]
+        for w in workloads(objs)
+        if selects(svc["spec"]["selector"], pod_labels(w))
+    ]
+    kind, name, command = (
+        ("DaemonSet", "keiko-agent", "run")
+        if overlay == "single-node"
+        else ("Deployment", "keiko-alerting", "alert")
+    )
+    assert selected == [name]
+    assert pod_spec(one(objs, kind, name))["containers"][0]["args"][0] == command
 
 
 def test_servicemonitor_component_fits_the_single_node_overlay(

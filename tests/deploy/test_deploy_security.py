@@ -19,9 +19,11 @@ from kube_objects import (
     find,
     load,
     one,
+    pod_labels,
     pod_spec,
     render,
     secret_env,
+    selects,
     workloads,
 )
 
@@ -69,15 +71,19 @@ def bound_subjects(objs: list[Obj], role: str) -> set[str]:
 def test_base_rbac_only_reads(rendered: dict[str, list[Obj]], overlay: str) -> None:
     objs = rendered[overlay]
     assert rules_of(objs) == {"keiko-read": READ_RULES}
-    assert bound_subjects(objs, "keiko-read") == {"keiko-agent", "keiko-analysis"}
+    assert bound_subjects(objs, "keiko-read") == {"keiko-agent", "keiko-analysis", "keiko-alerting"}
 
 
 def test_remediation_overlay_adds_only_its_verbs(rendered: dict[str, list[Obj]]) -> None:
     objs = rendered["remediation"]
     assert rules_of(objs) == {"keiko-read": READ_RULES, "keiko-remediation": REMEDIATION_RULES}
-    assert bound_subjects(objs, "keiko-remediation") == {"keiko-analysis"}, (
-        "write verbs go to the analysis pods (alerting) alone, never to the node agents"
+    assert bound_subjects(objs, "keiko-remediation") == {"keiko-alerting"}, (
+        "write verbs go to the alerting pods (remediation runs in alerting) alone"
     )
+    dep = one(objs, "Deployment", "keiko-alerting")
+    assert pod_spec(dep)["serviceAccountName"] == "keiko-alerting"
+    others = [w for w in workloads(objs) if w is not dep]
+    assert all(pod_spec(w).get("serviceAccountName") != "keiko-alerting" for w in others)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -144,14 +150,15 @@ def test_agent_runs_on_every_node_within_limits(
     assert probes == {"livenessProbe": "/healthz", "readinessProbe": "/readyz"}
 
 
+@pytest.mark.parametrize("name", ["analysis", "alerting"])
 @pytest.mark.parametrize("overlay", ["clustered", "remediation"])
-def test_analysis_pods_are_non_root_with_health_probes(
-    rendered: dict[str, list[Obj]], overlay: str
+def test_analysis_and_alerting_pods_are_non_root_with_health_probes(
+    rendered: dict[str, list[Obj]], overlay: str, name: str
 ) -> None:
-    dep = one(rendered[overlay], "Deployment", "keiko-analysis")
+    dep = one(rendered[overlay], "Deployment", f"keiko-{name}")
     pod_sc = pod_spec(dep)["securityContext"]
     assert pod_sc["runAsNonRoot"] is True and pod_sc["runAsUser"] != 0
-    c = container(dep, "analysis")
+    c = container(dep, name)
     sc = c["securityContext"]
     assert sc["readOnlyRootFilesystem"] is True
     assert sc["allowPrivilegeEscalation"] is False
@@ -169,7 +176,7 @@ def test_notifier_secrets_come_from_the_secret(
     alerting = (
         one(objs, "DaemonSet", "keiko-agent")
         if overlay == "single-node"
-        else one(objs, "Deployment", "keiko-analysis")
+        else one(objs, "Deployment", "keiko-alerting")
     )
     name = pod_spec(alerting)["containers"][0]["name"]
     refs = secret_env(container(alerting, name))
@@ -180,6 +187,54 @@ def test_notifier_secrets_come_from_the_secret(
     for w in workloads(objs):  # and only the pod that notifies sees them
         if w is not alerting:
             assert not any(secret_env(c) for c in pod_spec(w)["containers"]), w["metadata"]
+
+
+def pdb_of(objs: list[Obj], workload: Obj) -> Obj:
+    """The one PodDisruptionBudget that selects the workload's pods."""
+    [pdb] = [
+        p
+        for p in find(objs, "PodDisruptionBudget")
+        if selects(p["spec"]["selector"], pod_labels(workload))
+    ]
+    return pdb
+
+
+@pytest.mark.parametrize("overlay", ["clustered", "remediation"])
+def test_alerting_replicas_survive_a_node_and_a_rollout(
+    rendered: dict[str, list[Obj]], overlay: str
+) -> None:
+    """Two `keiko alert` replicas (they elect a leader in the store): rolled one at a time
+    with a surge, never both evicted, preferably on two nodes."""
+    objs = rendered[overlay]
+    dep = one(objs, "Deployment", "keiko-alerting")
+    assert dep["spec"]["replicas"] == 2
+    strategy = dep["spec"]["strategy"]
+    assert strategy["type"] == "RollingUpdate"
+    assert strategy["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    assert pdb_of(objs, dep)["spec"] == {
+        "minAvailable": 1,
+        "selector": dep["spec"]["selector"],
+    }
+    [term] = pod_spec(dep)["affinity"]["podAntiAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert selects(term["podAffinityTerm"]["labelSelector"], pod_labels(dep))
+    assert not [
+        w
+        for w in workloads(objs)
+        if w is not dep and selects(term["podAffinityTerm"]["labelSelector"], pod_labels(w))
+    ], "the anti-affinity spreads the alerting replicas only"
+
+
+@pytest.mark.parametrize("overlay", ["clustered", "remediation"])
+def test_analysis_stays_one_replica_recreated(rendered: dict[str, list[Obj]], overlay: str) -> None:
+    """Analysis is not partitioned: never two pods at once, not even during a rollout."""
+    objs = rendered[overlay]
+    dep = one(objs, "Deployment", "keiko-analysis")
+    assert dep["spec"]["replicas"] == 1
+    assert dep["spec"]["strategy"] == {"type": "Recreate"}
+    assert pdb_of(objs, dep)["spec"]["maxUnavailable"] == 1
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
