@@ -1,7 +1,9 @@
 """The clustered overlay's pieces run for real on this machine: three nats-servers from the
-rendered nats.conf (addresses moved to loopback, nothing else changed), the node agent's
-and the analysis pod's `keiko run` with their ConfigMaps' configs (replicas: 3 as shipped).
-A trace sent to the agent is read back through the analysis config's store."""
+rendered nats.conf (addresses moved to loopback, nothing else changed), the node agent, the
+analysis pod and the two alerting replicas, each with its container's command (`keiko
+agent|analyze|alert`) and its ConfigMap's config (replicas: 3 as shipped). A trace sent to
+the agent is read back through the analysis config's store; one alerting replica leads, the
+other takes alerts as a standby."""
 
 from __future__ import annotations
 
@@ -16,9 +18,9 @@ from typing import Any
 
 import pytest
 import yaml
-from fixtures.keiko import KeikoFactory, post_traces, trace_request
+from fixtures.keiko import KeikoFactory, KeikoProcess, post_traces, trace_request
 from fixtures.nats import HOST, free_port
-from kube_objects import Obj, container, mounted_config, one, pod_spec
+from kube_objects import Obj, mounted_config, one, pod_spec
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 pytestmark = pytest.mark.slow
@@ -108,6 +110,22 @@ def role_config(objs: list[Obj], workload: Obj, servers: list[dict[str, Any]]) -
     return config
 
 
+def start_pod(
+    keiko_process: KeikoFactory,
+    objs: list[Obj],
+    workload: Obj,
+    servers: list[dict[str, Any]],
+    name: str,
+) -> KeikoProcess:
+    """The workload's container as a process: its command, its config, its variables (the
+    downward API's and the Secret's with stand-ins)."""
+    [c] = pod_spec(workload)["containers"]
+    env = {e["name"]: "stand-in" for e in c.get("env", [])}
+    kp = keiko_process(role_config(objs, workload, servers), env=env, name=name, start=False)
+    kp.command = c["args"][0]
+    return kp.start()
+
+
 def test_agent_and_analysis_share_the_nats_cluster(
     rendered: dict[str, list[Obj]],
     nats_cluster: list[dict[str, Any]],
@@ -116,9 +134,8 @@ def test_agent_and_analysis_share_the_nats_cluster(
     objs = rendered["clustered"]
     ds = one(objs, "DaemonSet", "keiko-agent")
     dep = one(objs, "Deployment", "keiko-analysis")
-    stand_in = {e["name"]: "stand-in" for e in container(dep, "analysis")["env"]}
-    agent = keiko_process(role_config(objs, ds, nats_cluster), name="agent")
-    analysis = keiko_process(role_config(objs, dep, nats_cluster), env=stand_in, name="analysis")
+    agent = start_pod(keiko_process, objs, ds, nats_cluster, "agent")
+    analysis = start_pod(keiko_process, objs, dep, nats_cluster, "analysis")
     for kp in (agent, analysis):
         with kp.client() as client:
             assert client.get("/readyz").status_code == 200
@@ -145,3 +162,38 @@ def test_agent_and_analysis_share_the_nats_cluster(
     }
     assert "KEIKO_TRACES" in streams, streams
     assert set(streams.values()) == {len(nats_cluster)}, streams
+
+
+def test_alerting_replicas_elect_one_leader(
+    rendered: dict[str, list[Obj]],
+    nats_cluster: list[dict[str, Any]],
+    keiko_process: KeikoFactory,
+) -> None:
+    """As many `keiko alert` processes as the Deployment has replicas, on the shipped config:
+    one leads (answers GET /api/v2/alerts), the other is a standby (503) that still takes
+    Prometheus' POST, which reaches the leader through the store."""
+    objs = rendered["clustered"]
+    dep = one(objs, "Deployment", "keiko-alerting")
+    replicas = [
+        start_pod(keiko_process, objs, dep, nats_cluster, f"alerting-{i}")
+        for i in range(dep["spec"]["replicas"])
+    ]
+    assert len(replicas) == 2
+    by_status: dict[int, list[KeikoProcess]] = {}
+    for kp in replicas:
+        with kp.client() as client:
+            assert client.get("/readyz").status_code == 200  # standbys are ready too
+            by_status.setdefault(client.get("/api/v2/alerts").status_code, []).append(kp)
+    assert sorted(by_status) == [200, 503] and len(by_status[200]) == 1, by_status
+    [leader], [standby] = by_status[200], by_status[503]
+    alert = [{"labels": {"alertname": "DeployCheck", "service": "checkout"}}]
+    with standby.client() as client:
+        assert client.post("/api/v2/alerts", json=alert).status_code == 200
+    deadline = time.monotonic() + 20
+    with leader.client() as client:
+        while True:
+            names = [a["labels"]["alertname"] for a in client.get("/api/v2/alerts").json()]
+            if "DeployCheck" in names or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    assert "DeployCheck" in names, "the leader never saw the alert the standby took"
