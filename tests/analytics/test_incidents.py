@@ -72,6 +72,15 @@ NOW = time.time()
 AT = NOW - 60  # the fault starts a minute before the test runs
 
 
+@pytest.fixture(autouse=True)
+def _now() -> None:
+    """Times relative to when each test runs, not to when the suite imported this module
+    (minutes earlier in a full run: the incident would be older than its window)."""
+    global NOW, AT
+    NOW = time.time()
+    AT = NOW - 60
+
+
 def metrics_records() -> list[NewRecord]:
     """Latency gauges every 5 s for 5 minutes: front and cart slow down at AT, db does not."""
     out = []
