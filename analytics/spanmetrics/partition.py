@@ -4,10 +4,11 @@ The service graph pairs a client span with its server child, and those two spans
 from different services, in different requests, often in different fetches. Pairing is
 only correct when every span of a trace reaches the same worker, so when the analysis
 runs as several workers the ``traces`` stream is partitioned with :func:`partition_of`
-(the receivers set each record's key from its trace id; a worker keeps the spans of its
-own partition with :func:`split`). Trace ids are random (W3C), so their first 8 bytes
-taken as an integer spread traces evenly; the function never changes between releases,
-or spans of one trace in flight across an upgrade would meet different workers.
+(it lives in :mod:`keiko.partitioning`, which the NATS store uses to cut each record
+into per-partition pieces); a worker keeps the spans of its own partition with
+:func:`split`. Trace ids are random (W3C), so their first 8 bytes taken as an integer
+spread traces evenly; the function never changes between releases, or spans of one trace
+in flight across an upgrade would meet different workers.
 
 Span metrics need no such care for correctness of the counts (they add up per span), but
 two workers must not write the same cumulative series: each worker's metrics carry its
@@ -19,13 +20,9 @@ from __future__ import annotations
 import numpy as np
 
 from analytics.traces.spans import SpanBatch
+from keiko.partitioning import partition_of
 
-
-def partition_of(trace_id: bytes, count: int) -> int:
-    """The partition (0 .. count-1) of a trace: its first 8 bytes, big-endian, mod count."""
-    if count <= 0:
-        raise ValueError(f"partition count must be positive, got {count}")
-    return int.from_bytes(trace_id[:8], "big") % count
+__all__ = ["partition_of", "split"]
 
 
 def split(batch: SpanBatch, count: int) -> list[SpanBatch]:
