@@ -284,6 +284,9 @@ def _cut(buf: bytes, start: int, end: int, child: int) -> tuple[bytes, list[tupl
             size = buf[i]
             if size < 0x80:
                 i += 1
+            elif buf[i + 1] < 0x80:  # 128 B .. 16 KiB: most spans
+                size = (size & 0x7F) | buf[i + 1] << 7
+                i += 2
             else:
                 size, i = _varint(buf, i)
             value_start, i = i, i + size
