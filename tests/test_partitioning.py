@@ -436,3 +436,30 @@ def test_count_must_be_positive() -> None:
 
 def test_partitioned_streams_are_traces_and_metrics() -> None:
     assert {Stream.TRACES, Stream.METRICS} == PARTITIONED_STREAMS
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(list(COUNTS)), st.binary(max_size=64), st.integers(0, 400), st.integers())
+def test_split_never_raises_on_damaged_payloads(
+    kind: Kind, noise: bytes, at: int, flip: int
+) -> None:
+    """Random bytes, and real payloads with bytes overwritten: a list of pieces, no error;
+    a damaged request upb still parses is cut without losing or changing a span."""
+    damaged = bytearray(DAMAGE_BASE[kind])
+    damaged[at : at + len(noise)] = noise
+    damaged[at % len(damaged)] ^= flip & 0xFF
+    for payload in (noise, bytes(damaged)):
+        pieces = split(NewRecord(kind=kind, payload=payload), 3)
+        assert pieces and all(0 <= p < 3 for p, _ in pieces)
+        if kind == Kind.OTLP_TRACES and len(pieces) > 1:  # upb took it: nothing lost
+            union = Counter[tuple[bytes, bytes, bytes]]()
+            for _, piece in pieces:
+                union.update(flat_spans(ExportTraceServiceRequest.FromString(piece.payload)))
+            assert union == Counter(flat_spans(ExportTraceServiceRequest.FromString(payload)))
+
+
+DAMAGE_BASE = {
+    Kind.OTLP_TRACES: sdk_traces(2, 3).SerializeToString(),
+    Kind.OTLP_METRICS: sdk_metrics(3).SerializeToString(),
+    Kind.OTLP_LOGS: sdk_logs(3).SerializeToString(),
+}
