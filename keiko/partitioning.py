@@ -137,7 +137,9 @@ def split(record: NewRecord, count: int) -> list[tuple[int, NewRecord]]:
     """``record`` as (partition, piece) pairs, one per partition present, by partition.
 
     A record that falls in one partition comes back as it is (the same object); so does
-    a payload the protobuf parser refuses, in partition 0. Never raises but for
+    a payload the protobuf parser refuses, in partition 0. Pieces keep the record's kind
+    and key; their ``count`` is the items (spans, points, log records) they hold. Trace
+    pieces leave out scopes and resources without spans. Never raises but for
     ``count <= 0``.
     """
     if count <= 0:
@@ -196,6 +198,8 @@ def _split_traces(record: NewRecord, count: int) -> list[tuple[int, NewRecord]]:
                 by_part.setdefault(p, [resource_head]).append(_wrap(_TAG_2, spans))
         for p, scope_chunks in by_part.items():
             pieces[p].append(_wrap(_TAG_1, scope_chunks))
+    if scope_index != len(parts):  # the scan saw fewer scopes than upb: spans would be lost
+        raise _Malformed
     return [(p, _piece(record, b"".join(pieces[p]), counts[p])) for p in sorted(pieces)]
 
 
