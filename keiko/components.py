@@ -64,6 +64,10 @@ class ComponentSpec:
     config_model: type[BaseModel]  # must have an `enabled: bool` field
     factory: Callable[[Any, Context], Component]
     description: str = ""
+    # The stream a StreamWorker component consumes. When set and the store is shared
+    # (NATS), the component runs as one worker per partition of that stream under leases
+    # (keiko.stream.partitions), so several processes share the work.
+    partitioned_stream: str | None = None
 
 
 def registry() -> dict[tuple[str, str], ComponentSpec]:

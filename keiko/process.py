@@ -17,17 +17,21 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 from keiko.api.app import build_app
 from keiko.api.server import ApiServer
 from keiko.api.state import ApiState
-from keiko.components import SECTIONS, Component, Context, registry
+from keiko.components import SECTIONS, Component, ComponentSpec, Context, registry
 from keiko.config import ConfigError, KeikoConfig, load_config
 from keiko.listeners import listeners, otel_sdk_hints
 from keiko.logs import setup_logging
+from keiko.partitioning import PARTITIONED_STREAMS
 from keiko.reload import diff
 from keiko.store import open_store
 from keiko.store.base import Store
+from keiko.stream.partitions import PartitionedStage
+from keiko.stream.worker import StreamWorker
 from keiko.telemetry import Telemetry
 
 log = logging.getLogger("keiko.process")
@@ -51,10 +55,26 @@ def build_components(ctx: Context) -> list[tuple[str, Component]]:
             config = ctx.config.component(section, name)
             if getattr(config, "enabled", True):
                 try:
-                    built.append((f"{section}.{name}", spec.factory(config, ctx)))
+                    built.append((f"{section}.{name}", _build(spec, config, ctx)))
                 except Exception as exc:
                     raise StartupError(f"{section}.{name}: {exc}") from exc
     return built
+
+
+def _build(spec: ComponentSpec, config: Any, ctx: Context) -> Component:
+    """The component; on a shared store a partitioned stage becomes partition workers."""
+    stream = spec.partitioned_stream
+    if stream is None or ctx.store.backend != "nats":
+        return spec.factory(config, ctx)
+    nats = ctx.config.store.nats
+    count = nats.partitions if stream in PARTITIONED_STREAMS else 1
+
+    def build(sub: Context) -> StreamWorker:
+        worker = spec.factory(config, sub)
+        assert isinstance(worker, StreamWorker), f"{spec.name} is not a StreamWorker"
+        return worker
+
+    return PartitionedStage(spec.name, build, ctx, count=count, ttl=nats.partition_lease)
 
 
 @contextlib.asynccontextmanager

@@ -40,6 +40,10 @@ class NewRecord:
     payload: bytes
     count: int = 1  # items inside the payload (spans, points, log records)
     key: str = ""  # partition key (trace id, series key); empty when none
+    # Idempotency key: on NATS a record appended again with the same id within JetStream's
+    # duplicate window (2 minutes) is stored once; a stage that replays after a takeover
+    # writes the same events again. Empty: none. The embedded store ignores it.
+    id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,9 @@ def test_roles_run_their_part_and_meet_in_the_store(
         assert "keiko_alerts" in seen["alert"] and "keiko_anomaly_series" not in seen["alert"]
         assert "keiko_anomaly_series" in seen["analyze"] and "keiko_alerts" not in seen["analyze"]
         assert "as agent" in agent.log_text() and "as alert" in alert.log_text()
+        # The analyzer holds the single partition of incidents: it serves their route.
+        with analyze.client() as c:
+            assert c.get("/api/v1/incidents").status_code == 200
         # The agent takes spans; the analyzer's span metrics see them through the store.
         body, _ = trace_request(trace_count=5, spans_per_trace=3, service="checkout")
         post_traces(agent, body)

@@ -255,7 +255,10 @@ class AnomalyDetector(StreamWorker):
                 i,
                 self.config.threshold,
             )
-            events.append(NewRecord(Kind.EVENT_JSON, encode_event(event), 1, info.key))
+            # The event id as the record id: a replay after a takeover is stored once.
+            events.append(
+                NewRecord(Kind.EVENT_JSON, encode_event(event), 1, info.key, id=event["id"])
+            )
         return events
 
     def _info(self, sid: int) -> SeriesInfo:
@@ -336,4 +339,5 @@ SPEC = ComponentSpec(
     description="Online anomaly detection: scores every point of every metric series as it "
     "arrives (score, then learn), writes an event per excursion, exports scores to "
     "Prometheus; state checkpointed to the store.",
+    partitioned_stream=Stream.METRICS,
 )

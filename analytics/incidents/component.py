@@ -242,4 +242,5 @@ SPEC = ComponentSpec(
     description="Groups anomaly events into incidents (time window and call-graph "
     "neighbourhood), ranks their root causes with evidence from metrics, traces and the "
     "service graph, and writes incident events.",
+    partitioned_stream=Stream.EVENTS,
 )

@@ -182,4 +182,5 @@ SPEC = ComponentSpec(
     config_model=ScalingConfig,
     factory=build,
     description="Predictive scaling advice per workload from the metrics stream.",
+    partitioned_stream=Stream.METRICS,
 )

@@ -3,7 +3,7 @@
 Rule: a series is identified by its derived metric name (``http.server.duration:p99``) and
 the sorted union of
   - the identifying resource attributes: ``service.name``, ``service.namespace``,
-    ``host.name``, ``container.id`` and every ``k8s.*`` attribute;
+    ``host.name``, ``container.id``, ``keiko.partition`` and every ``k8s.*`` attribute;
   - every data point attribute (a point attribute wins over a resource one of the same name).
 Other resource attributes (``service.instance.id``, ``service.version``, ``telemetry.sdk.*``,
 ``process.pid`` ...) are left out on purpose: they change on every restart or deploy and
@@ -20,7 +20,10 @@ from collections.abc import Iterable
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-RESOURCE_KEYS = frozenset({"service.name", "service.namespace", "host.name", "container.id"})
+# keiko.partition: span metrics of one trace partition (see analytics.spanmetrics.otlp).
+RESOURCE_KEYS = frozenset(
+    {"service.name", "service.namespace", "host.name", "container.id", "keiko.partition"}
+)
 
 
 def identifying(key: str, extra: frozenset[str] = frozenset()) -> bool:

@@ -111,7 +111,8 @@ class SpanMetricsStage(StreamWorker):
 
     async def tick(self) -> list[NewRecord]:
         """Merge new eBPF edges; every flush_interval, the span metrics as one request."""
-        if self.config.graph.enabled and self.config.graph.ebpf_edges:
+        # Edges are not split by trace: one partition merges them all (none twice).
+        if self.config.graph.enabled and self.config.graph.ebpf_edges and not self.partition:
             await self._read_edges()
         if time.monotonic() < self._next_flush:
             return []
@@ -125,11 +126,17 @@ class SpanMetricsStage(StreamWorker):
         if newest <= self.flushed_ns or not len(metrics):
             return []  # no new spans: a point at the same time would be out of order
         with metrics.lock:
-            request = encode(metrics.series(), metrics.bounds_s, newest)
+            request = encode(metrics.series(), metrics.bounds_s, newest, self._partial())
             points = 2 * len(metrics)
         self.flushed_ns = newest
         self.stats.flushes += 1
         return [NewRecord(Kind.OTLP_METRICS, request.SerializeToString(), points)]
+
+    def _partial(self) -> dict[str, str]:
+        """Resource attributes that keep the series of one trace partition apart: with
+        several partitions each counts only its own spans, so each writes its own
+        cumulative series (summed over ``keiko.partition`` they are the service's)."""
+        return {} if self.partition is None else {"keiko.partition": str(self.partition)}
 
     async def _read_edges(self) -> None:
         for _ in range(EDGES_READS_PER_TICK):
@@ -238,4 +245,5 @@ SPEC = ComponentSpec(
     "written to the metrics stream and exported to Prometheus) and the service graph "
     "(client -> server edges from spans and eBPF TCP edges; Prometheus and "
     "GET /api/v1/servicegraph); state checkpointed to the store.",
+    partitioned_stream=Stream.TRACES,
 )

@@ -32,9 +32,13 @@ def _kv(key: str, value: str) -> KeyValue:
 
 
 def encode(
-    series: Iterable[SeriesView], bounds_s: tuple[float, ...], time_ns: int
+    series: Iterable[SeriesView],
+    bounds_s: tuple[float, ...],
+    time_ns: int,
+    resource: dict[str, str] | None = None,
 ) -> ExportMetricsServiceRequest:
-    """One request holding every series' calls and duration points at ``time_ns``."""
+    """One request holding every series' calls and duration points at ``time_ns``;
+    ``resource``: more attributes for every resource (besides ``service.name``)."""
     by_service: dict[str, list[SeriesView]] = {}
     for s in series:
         by_service.setdefault(s.service, []).append(s)
@@ -43,6 +47,7 @@ def encode(
     for service, views in sorted(by_service.items()):
         rm = request.resource_metrics.add()
         rm.resource.attributes.append(_kv("service.name", service))
+        rm.resource.attributes.extend(_kv(k, v) for k, v in (resource or {}).items())
         sm = rm.scope_metrics.add()
         sm.scope.name = SCOPE
         calls = sm.metrics.add(name=CALLS, unit="{call}", description="Spans ended.")

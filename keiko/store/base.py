@@ -140,8 +140,20 @@ class Store(Protocol):
         """Wait until the stream holds an offset > ``after``; False after ``timeout`` s."""
         ...
 
-    async def consumer(self, stream: str, group: str) -> Consumer:
-        """A consumer in ``group`` (created on first use, starting at the stream's start)."""
+    async def consumer(
+        self, stream: str, group: str, *, partition: int | None = None, start: int | None = None
+    ) -> Consumer:
+        """A consumer in ``group`` (created on first use, starting at the stream's start).
+
+        ``partition``: read only that partition of a partitioned stream (``traces`` and
+        ``metrics`` when ``store.nats.partitions`` > 1; see ``keiko.partitioning``); None
+        reads every record. ``start``: move the group's position so that the next fetch
+        begins at that offset (records before it count as committed, records after it as
+        not yet delivered). Only for a group with one member at a time (a stage that holds
+        the group's lease or is alone): a stage restoring a checkpoint rewinds to just after
+        it, so records a dead predecessor fetched but never committed come at once and in
+        order, not after the redelivery timeout and after newer ones.
+        """
         ...
 
     async def kv(self, bucket: str) -> KeyValue:

@@ -93,6 +93,23 @@ class NatsConfig(Strict):
         description="Prefix of JetStream stream names.",
     )
     replicas: int = Field(default=1, ge=1, le=5, description="Replicas per JetStream stream.")
+    partitions: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="Partitions of the traces and metrics streams: spans by trace id, "
+        "metrics by service. Several `keiko analyze` workers share the partitions (each "
+        "owned by one worker at a time, taken over when it dies), so this bounds how many "
+        "analysis workers can help. Every process of one deployment must use the same "
+        "number; it is recorded in the store at first start and a different one is refused.",
+    )
+    partition_lease: Duration = Field(
+        default=15.0,
+        ge=1.0,
+        description="How long a `keiko analyze` worker's claim on a partition lasts without "
+        "renewal (renewed every third of it): a worker that died has its partitions taken "
+        "over after this long. Keep it well above clock skew and pauses (>= 10s).",
+    )
     connect_timeout: Duration = Field(default=5.0, description="Seconds to wait for a connection.")
     credentials_file: Path | None = Field(default=None, description="NATS .creds file, if needed.")
     token: str | None = Field(default=None, description="NATS auth token, if needed.")

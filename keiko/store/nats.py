@@ -14,11 +14,20 @@ Delivery is at-least-once, as everywhere in keiko.
 While the connection is down nats-py reconnects in the background (forever); appends
 and API calls fail at once with StoreUnavailable instead of waiting for it, and a
 publish that was under way gives up after ``PUBLISH_TIMEOUT``.
+
+Partitions (``store.nats.partitions`` > 1): the ``traces`` and ``metrics`` streams also
+take the subjects ``keiko.traces.<n>``; every append to them is split by
+:func:`keiko.partitioning.split` (spans by trace id, metrics by service) and each piece
+published to its partition's subject, so a consumer of one partition filters on it. The
+partition count is recorded in the KV bucket ``store`` at first start and a process with
+another count is refused: records of partitions nobody reads would wait forever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -31,7 +40,8 @@ from nats.aio.client import Client
 from nats.js.api import PubAck
 from nats.js.client import JetStreamContext
 
-from keiko.errors import KeikoError, StoreFull, StoreUnavailable, TooLarge
+from keiko.errors import KeikoError, PermanentError, StoreFull, StoreUnavailable, TooLarge
+from keiko.partitioning import PARTITIONED_STREAMS, split
 from keiko.records import NewRecord, Record, Stream, check_stream_name
 from keiko.store.base import GroupStats, Readiness, StoreStats, StreamStats
 from keiko.store.config import StoreConfig
@@ -64,6 +74,17 @@ PUBLISH_TIMEOUT = 5.0  # publishing a batch and receiving all its acks
 RECONNECT_WAIT = 0.5  # between reconnect attempts to one server
 # Room for the headers in a message (NATS limits headers + payload to max_payload).
 _HEADER_ROOM = 512
+# Where the partition count is recorded (bucket, key).
+PARTITIONS_BUCKET, PARTITIONS_KEY = "store", "partitions"
+Piece = tuple[int, str, NewRecord]  # (index of the appended record, subject, what to publish)
+
+
+def stream_subjects(prefix: str, stream: str) -> list[str]:
+    """A stream's subjects: its own, and ``<subject>.<n>`` per partition where partitioned."""
+    own = subject(prefix, stream)
+    return [own, f"{own}.*"] if stream in PARTITIONED_STREAMS else [own]
+
+
 # wait() polls JetStream this often at most (appends made here wake it at once).
 WAIT_POLL_MIN, WAIT_POLL_MAX = 0.02, 0.25
 
@@ -111,12 +132,35 @@ class NatsStore:
             await self._api.account_info()
             for stream in Stream:
                 await self._ensure_stream(stream.value)
+            await self._check_partitions()
         except (NotFound, KeikoError) as exc:
             self._closed = True
             await self._nc.close()
             if isinstance(exc, NotFound):
                 raise StoreUnavailable(f"NATS at {self._location()} has no JetStream") from exc
             raise
+
+    async def _check_partitions(self) -> None:
+        """Record the partition count on first start; refuse a different one later."""
+        count = self.config.nats.partitions
+        kv = await self.kv(PARTITIONS_BUCKET)
+        if await kv.swap(PARTITIONS_KEY, None, str(count).encode()):
+            log.info("recorded store.nats.partitions=%d in the store", count)
+            return
+        recorded = (await kv.get(PARTITIONS_KEY) or b"").decode(errors="replace")
+        if recorded != str(count):
+            raise PermanentError(
+                f"store.nats.partitions is {count} but this NATS store's streams are split "
+                f"into {recorded} (recorded at first start in KV bucket "
+                f"{kv_bucket_name(self.config.nats.stream_prefix, PARTITIONS_BUCKET)}, key "
+                f"{PARTITIONS_KEY!r}): set store.nats.partitions: {recorded} everywhere. To "
+                "change the count, stop every keiko process once the consumers have caught "
+                "up, then delete that key (nats kv del) and start them with the new count"
+            )
+
+    def partitions(self, stream: str) -> int:
+        """How many partitions ``stream`` has (1 unless it is traces or metrics)."""
+        return self.config.nats.partitions if stream in PARTITIONED_STREAMS else 1
 
     async def _connect(self) -> Client:
         cfg = self.config.nats
@@ -164,7 +208,9 @@ class NatsStore:
         except (nats.errors.Error, OSError, TimeoutError):
             pass
         finally:
-            await nc.close()
+            # nats-py fails to close a connection whose transport a dead server just cut.
+            with contextlib.suppress(nats.errors.Error, OSError, RuntimeError):
+                await nc.close()
 
     def reconfigure(self, config: StoreConfig) -> None:
         """Limits apply at once; new retention is written to every stream in the background."""
@@ -194,7 +240,10 @@ class NatsStore:
         cfg, retention = self.config.nats, self.config.retention
         return {
             "name": js_stream_name(cfg.stream_prefix, stream),
-            "subjects": [subject(cfg.stream_prefix, stream)],
+            "subjects": [subject(cfg.stream_prefix, stream)]
+            + (
+                [f"{subject(cfg.stream_prefix, stream)}.*"] if stream in PARTITIONED_STREAMS else []
+            ),
             "retention": "limits",
             "storage": "file",
             "discard": "old",
@@ -250,7 +299,7 @@ class NatsStore:
         found = []
         for info in await self.api.streams(f"{prefix.lower()}.*"):
             subjects = info["config"].get("subjects") or []
-            name = stream_from_subject(prefix, subjects[0]) if len(subjects) == 1 else None
+            name = stream_from_subject(prefix, subjects[0]) if subjects else None
             if name and info["config"]["name"] == js_stream_name(prefix, name):
                 found.append((name, info))
         return found
@@ -315,15 +364,32 @@ class NatsStore:
                 limits.retry_after,
             )
 
+    def _pieces(
+        self, stream: str, records: Sequence[NewRecord]
+    ) -> list[tuple[int, str, NewRecord]]:
+        """(input index, subject, record) to publish: split by partition where needed."""
+        subj = subject(self.config.nats.stream_prefix, stream)
+        count = self.partitions(stream)
+        if count == 1:
+            return [(i, subj, r) for i, r in enumerate(records)]
+        pieces = []
+        for i, record in enumerate(records):
+            parts = split(record, count)
+            for part, piece in parts:
+                if record.id and len(parts) > 1:  # the pieces are not duplicates of each other
+                    piece = dataclasses.replace(piece, id=f"{record.id}.{part}")
+                pieces.append((i, f"{subj}.{part}", piece))
+        return pieces
+
     async def _publish(self, stream: str, js_name: str, records: Sequence[NewRecord]) -> list[int]:
         assert self._js is not None
-        subj = subject(self.config.nats.stream_prefix, stream)
+        pieces = self._pieces(stream, records)
         acks: list[asyncio.Future[PubAck]] = []
         try:
             async with asyncio.timeout(PUBLISH_TIMEOUT):
                 # All publishes go out before the first ack is awaited, in order, so the
                 # sequences of a batch increase with its records.
-                for record in records:
+                for _, subj, record in pieces:
                     acks.append(
                         await self._js.publish_async(
                             subj,
@@ -338,8 +404,12 @@ class NatsStore:
                 ack.cancel()
             if isinstance(exc, nats.js.errors.NoStreamResponseError):
                 self._streams.pop(stream, None)  # deleted behind our back: recreate next time
-            raise self._publish_error(exc, len(acks), len(records)) from exc
-        return [ack.seq for ack in done]
+            raise self._publish_error(exc, len(acks), len(pieces)) from exc
+        # An input record's offset is that of its last piece (offsets only grow).
+        offsets = [0] * len(records)
+        for (i, _, _), ack in zip(pieces, done, strict=True):
+            offsets[i] = ack.seq
+        return offsets
 
     def _publish_error(self, exc: BaseException, sent: int, total: int) -> KeikoError:
         retry_after = self.config.limits.retry_after
@@ -399,13 +469,31 @@ class NatsStore:
 
     # -- groups and kv ----------------------------------------------------------------------
 
-    async def consumer(self, stream: str, group: str) -> NatsConsumer:
-        durable = durable_name(group)
+    async def consumer(
+        self, stream: str, group: str, *, partition: int | None = None, start: int | None = None
+    ) -> NatsConsumer:
+        count = self.partitions(stream)
+        if partition is not None and not 0 <= partition < count:
+            raise ValueError(f"stream {stream!r} has partitions 0..{count - 1}, not {partition}")
+        filtered = partition is not None and count > 1  # partition 0 of 1: the whole stream
+        durable = durable_name(group) + (f"_p{partition}" if filtered else "")
         js_name = await self._ensure_stream(stream)
-        try:
-            await self.api.consumer_info(js_name, durable)
-        except NotFound:
-            await self.api.add_consumer(js_name, consumer_config(durable))
+        config = consumer_config(durable)
+        if filtered:
+            config["filter_subject"] = (
+                f"{subject(self.config.nats.stream_prefix, stream)}.{partition}"
+            )
+        if start is not None:
+            # Rewinding: a new consumer at ``start`` (the group has one member: see Store).
+            config.update(deliver_policy="by_start_sequence", opt_start_seq=max(start, 1))
+            with contextlib.suppress(NotFound):
+                await self.api.delete_consumer(js_name, durable)
+            await self.api.add_consumer(js_name, config)
+        else:
+            try:
+                await self.api.consumer_info(js_name, durable)
+            except NotFound:
+                await self.api.add_consumer(js_name, config)
         consumer = await NatsConsumer(self, stream, group, js_name, durable).open()
         self._consumers.add(consumer)
         return consumer
@@ -422,7 +510,9 @@ class NatsStore:
         if name not in self._buckets:
             if self._js is None or self._closed:
                 raise StoreUnavailable("the NATS store is not started or already shut down")
-            self._buckets[name] = await open_bucket(self._js, name, self.config.nats.replicas)
+            self._buckets[name] = await open_bucket(
+                self._js, self.api, name, self.config.nats.replicas
+            )
         return self._buckets[name]
 
     # -- stats and health -------------------------------------------------------------------

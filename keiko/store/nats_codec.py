@@ -27,6 +27,7 @@ from keiko.records import NewRecord, Record, check_stream_name
 HDR_KIND = "Keiko-Kind"
 HDR_COUNT = "Keiko-Count"
 HDR_KEY = "Keiko-Key"
+HDR_MSG_ID = "Nats-Msg-Id"
 _B64 = "-B64"
 # Header values that need no encoding: printable ASCII, no leading/trailing space (NATS
 # header parsers strip it).
@@ -123,6 +124,8 @@ def record_headers(record: NewRecord) -> dict[str, str]:
     _put(headers, HDR_KIND, record.kind)
     if record.key:
         _put(headers, HDR_KEY, record.key)
+    if record.id:  # JetStream drops a second message with this id (duplicate window)
+        headers[HDR_MSG_ID] = record.id
     return headers
 
 

@@ -11,7 +11,12 @@ at or before the offset it covers are skipped (counted as replayed), so nothing 
 processed twice and nothing is missed after a crash, and NATS redeliveries within a run
 (records left uncommitted for 30 s) are skipped the same way. A checkpoint that covers
 more than the stream holds (the stream was recreated, the bucket survived) keeps the
-state but reads the stream from its start.
+state but reads the stream from its start. Opening the consumer rewinds it to just after
+the restored checkpoint, so records a crashed predecessor fetched but never committed
+come first, not after JetStream's redelivery timeout behind newer ones (which would then
+be skipped as replays: lost). That rewind is why a worker must be its group's only member:
+one process, or the holder of the partition's lease (``keiko.stream.partitions``). Without
+a usable checkpoint the state starts empty and the stream is read from its start.
 
 A subclass implements :meth:`StreamWorker.process`, :meth:`~StreamWorker.snapshot_parts`
 and :meth:`~StreamWorker.restore_parts`, optionally :meth:`~StreamWorker.tick`,
@@ -28,6 +33,7 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections import Counter as Tally
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from keiko.components import Context
@@ -96,6 +102,11 @@ class StreamWorker(ABC):
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._since_checkpoint = 0  # records consumed since the last checkpoint
+        self._rewind: int | None = None  # where the consumer starts: after the checkpoint
+        # Set by keiko.stream.partitions when the worker runs one partition of its stream.
+        self.partition: int | None = None
+        # False once this worker may no longer write its checkpoint (its lease was lost).
+        self.owns: Callable[[], bool] = lambda: True
 
     # -- hooks --------------------------------------------------------------------------------
 
@@ -146,8 +157,9 @@ class StreamWorker(ABC):
         """Start the consume-process-checkpoint task; returns at once."""
         self._task = asyncio.create_task(self._run(), name=f"{self.name}-stream-worker")
 
-    async def shutdown(self, deadline: float) -> None:
-        """Stop consuming, save a last checkpoint (by ``deadline``), close. Idempotent."""
+    async def shutdown(self, deadline: float, *, checkpoint: bool = True) -> None:
+        """Stop consuming, save a last checkpoint (by ``deadline``; not with
+        ``checkpoint=False``: the partition moved on), close. Idempotent."""
         if self._closed:
             return
         self._closed = True
@@ -166,7 +178,7 @@ class StreamWorker(ABC):
                 finished = False
             except Exception:
                 log.exception("%s: the worker task failed", self.name)
-        if finished and self._consumer is not None and self.checkpoints is not None:
+        if checkpoint and finished and self._consumer is not None and self.checkpoints is not None:
             try:
                 left = max(0.1, deadline - time.monotonic())
                 await asyncio.wait_for(self._checkpoint(), left)
@@ -226,7 +238,9 @@ class StreamWorker(ABC):
             await store.kv(cfg.bucket), self.checkpoint_name, cfg.chunk_bytes
         )
         await self._restore()
-        self._consumer = await store.consumer(self.stream, self.group)
+        self._consumer = await store.consumer(
+            self.stream, self.group, partition=self.partition, start=self._rewind
+        )
         details = self.describe()
         log.info(
             "%s: reading the %s stream as group %r (%scheckpoint every %gs or %d records to "
@@ -289,6 +303,9 @@ class StreamWorker(ABC):
     async def _checkpoint(self) -> None:
         """Save the state with the offset it covers, then commit that offset."""
         assert self.checkpoints is not None and self._consumer is not None
+        if not self.owns():
+            log.warning("%s: no longer owns its partition: checkpoint not saved", self.name)
+            return
         offset = self.stats.offset
         if offset == self.stats.checkpoint_offset:  # nothing new since: no save, but
             await self._consumer.commit(offset)  # ack replays the saved state covers (NATS)
@@ -322,6 +339,10 @@ class StreamWorker(ABC):
 
     async def _restore(self) -> None:
         assert self.checkpoints is not None
+        # Without a usable checkpoint the state starts empty, so the stream is read from
+        # its start: what a predecessor fetched, never checkpointed and so never committed
+        # must come now, not after JetStream's redelivery timeout behind newer records.
+        self._rewind = 1
         bucket = self.checkpoint_config.bucket
         try:
             found = await self.checkpoints.load()
@@ -345,6 +366,7 @@ class StreamWorker(ABC):
                 "%s: checkpoint in bucket %r unusable (%s): starting fresh", self.name, bucket, exc
             )
             return
+        self._rewind = offset + 1
         if offset != found.offset:
             log.warning(
                 "%s: the checkpoint covers %s offset %d but the stream ends at %d (was it "

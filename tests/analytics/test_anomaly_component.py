@@ -352,8 +352,9 @@ def keys(detector: AnomalyDetector) -> list[str]:
 
 
 def test_records_the_checkpoint_covers_are_not_learnt_twice(tmp_path: Path) -> None:
-    """A crash after a checkpoint was saved but before its offset was committed: the group
-    delivers those records again; they are skipped, the detectors keep their state."""
+    """A crash after a checkpoint was saved but before its offset was committed: the
+    consumer is rewound to just after the checkpoint, so those records are neither learnt
+    twice nor fetched again; the detectors keep their state."""
     start = time.time() - 3600
     port = free_port()
     grpc = f"{HOST}:{port}"
@@ -372,7 +373,7 @@ def test_records_the_checkpoint_covers_are_not_learnt_twice(tmp_path: Path) -> N
 
     async def run_two(keiko: Keiko, detector: AnomalyDetector) -> None:
         await wait_for(lambda: detector.stats.restored_series == 1)
-        await wait_for(lambda: detector.stats.skipped_records["replayed"] == seen["requests"])
+        assert seen["requests"] > 0 and detector.stats.skipped_records["replayed"] == 0
         await asyncio.to_thread(send_in_requests, grpc, {"/a": flat_series(start + 500 * STEP, 5)})
         await wait_for(lambda: detector.stats.points == 5)
         bank = detector.state.bank

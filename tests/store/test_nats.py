@@ -143,7 +143,7 @@ async def test_jetstream_layout_and_headers(server: NatsServer) -> None:
     try:
         js = nc.jetstream()
         info = await js.stream_info("KK_TRACES")
-        assert info.config.subjects == ["kk.traces"]
+        assert info.config.subjects == ["kk.traces", "kk.traces.*"]  # partitions: .<n>
         assert (info.config.max_age, info.config.max_bytes) == (7200, 8 * 1024**2)
         assert info.config.storage == nats.js.api.StorageType.FILE
         msg = await js.get_msg("KK_TRACES", 1)

@@ -324,10 +324,14 @@ class EmbeddedStore:
 
     # -- groups and kv ----------------------------------------------------------------------
 
-    async def consumer(self, stream: str, group: str) -> EmbeddedConsumer:
+    async def consumer(
+        self, stream: str, group: str, *, partition: int | None = None, start: int | None = None
+    ) -> EmbeddedConsumer:
         check_stream_name(stream)
         if not group or len(group) > 128:
             raise ValueError("a consumer group name must be 1-128 characters")
+        if partition not in (None, 0):  # one process owns the directory: nothing to share
+            raise ValueError("the embedded store's streams have one partition (0)")
         if stream not in self._logs and not self.read_only:
             self._open_log(stream)
         if not self.read_only and group not in self._groups.get(stream, {}):
@@ -336,7 +340,8 @@ class EmbeddedStore:
             await self._run_on_writer(lambda: meta.ensure_group(stream, group, time.time_ns()))
             self._groups.setdefault(stream, {})[group] = (0, 0)
         committed = self._groups.get(stream, {}).get(group, (0, 0))[0]
-        return EmbeddedConsumer(self, stream, group, committed)
+        position = committed if start is None else max(start - 1, 0)
+        return EmbeddedConsumer(self, stream, group, position)
 
     async def _commit(self, stream: str, group: str, offset: int) -> None:
         assert self._meta is not None
