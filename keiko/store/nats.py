@@ -76,6 +76,7 @@ RECONNECT_WAIT = 0.5  # between reconnect attempts to one server
 _HEADER_ROOM = 512
 # Where the partition count is recorded (bucket, key).
 PARTITIONS_BUCKET, PARTITIONS_KEY = "store", "partitions"
+ERROR_LOG_INTERVAL = 30.0  # seconds between reports of one kind of connection error
 Piece = tuple[int, str, NewRecord]  # (index of the appended record, subject, what to publish)
 
 
@@ -108,6 +109,7 @@ class NatsStore:
         self._buckets: dict[str, NatsKeyValue] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._errors: dict[str, tuple[float, int]] = {}  # connection errors: last logged, since
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -546,13 +548,24 @@ class NatsStore:
     # -- connection events (nats-py calls these) --------------------------------------------
 
     async def _on_error(self, exc: Exception) -> None:
-        log.warning("NATS connection error: %s: %s", type(exc).__name__, exc)
+        # While a server is down nats-py reports every reconnect attempt (several a second
+        # per server): log the first of a kind, then a count every ERROR_LOG_INTERVAL.
+        kind = f"{type(exc).__name__}: {exc}"
+        now = time.monotonic()
+        last, repeats = self._errors.get(kind, (0.0, 0))
+        if last and now - last < ERROR_LOG_INTERVAL:
+            self._errors[kind] = (last, repeats + 1)
+            return
+        again = f" ({repeats} more since the last report)" if repeats else ""
+        log.warning("NATS connection error: %s%s", kind, again)
+        self._errors[kind] = (now, 0)
 
     async def _on_disconnected(self) -> None:
         if not self._closed:
             log.warning("disconnected from NATS at %s; reconnecting", self._location())
 
     async def _on_reconnected(self) -> None:
+        self._errors.clear()
         log.info("reconnected to NATS at %s", self._nc.connected_url if self._nc else "?")
 
 

@@ -3,8 +3,12 @@
 Two ways to read a range, chosen by its length (measured on one machine, nats-server 2.9,
 per read of N records of 1 KB / 250 KB): parallel direct gets cost about 0.17 ms for
 N=1, 0.5 ms for N=10 and 4.5 / 49 ms for N=100; one pull from an ephemeral consumer
-costs about 0.9 ms for N=1 and 3.5 / 25 ms for N=100. So short ranges use direct gets
-(any replica answers them) and longer ones an ephemeral consumer.
+costs about 0.9 ms for N=1 and 3.5 / 25 ms for N=100. Yet every read uses direct gets
+(in concurrent chunks) on streams that allow them: nats-server before 2.12 may place an
+ephemeral R1 consumer on a cluster node that is down (nats-server PR #7165), and then
+creating it times out for as long as that node is away, while any live replica answers a
+direct get. Finding a sequence by time is a binary search with direct gets for the same
+reason. Ephemeral consumers remain the fallback for streams without direct gets.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from keiko.records import Record
 from keiko.store.nats_api import API, JsApi, NotFound, gather_or_cancel, nats_errors
 from keiko.store.nats_codec import ack_position, decode_record, format_time_ns, parse_time_ns
 
-DIRECT_READ_MAX = 16  # ranges up to this many records are read with direct gets
+DIRECT_CHUNK = 64  # direct gets in flight at once
 PULL_MAX_BYTES = 32 * 1024**2  # one pull request brings at most this much
 # Ephemeral consumers of reads are deleted after use; this only cleans up after a crash.
 _EPHEMERAL_CONFIG: dict[str, Any] = {
@@ -36,17 +40,51 @@ async def read_range(
     api: JsApi, js_stream: str, first: int, last: int, direct: bool
 ) -> list[Record]:
     """Records with sequences ``first``..``last`` (those retention has not removed)."""
-    if direct and last - first < DIRECT_READ_MAX:
-        return await _read_direct(api, js_stream, range(first, last + 1))
-    return await _read_by_consumer(api, js_stream, first, last - first + 1)
+    if not direct:
+        return await _read_by_consumer(api, js_stream, first, last - first + 1)
+    records: list[Record] = []
+    for start in range(first, last + 1, DIRECT_CHUNK):
+        records += await _read_direct(
+            api, js_stream, range(start, min(start + DIRECT_CHUNK, last + 1))
+        )
+    return records
 
 
 async def first_seq_at(api: JsApi, js_stream: str, time_ns: int) -> int:
-    """The first sequence stored at or after ``time_ns`` (last sequence + 1 if none).
+    """The first sequence stored at or after ``time_ns`` (last sequence + 1 if none)."""
+    info = await api.stream_info(js_stream)
+    state = info["state"]
+    first, last = int(state.get("first_seq", 1)), int(state.get("last_seq", 0))
+    if not state.get("messages"):
+        return last + 1
+    if info["config"].get("allow_direct"):
+        found = await _search_by_time(api, js_stream, first, last, time_ns)
+        if found is not None:
+            return found
+    return await _first_seq_by_consumer(api, js_stream, time_ns)
 
-    JetStream finds it when a consumer is created with a start time: its "delivered"
-    position is then the sequence before. Two API calls, at any stream size.
-    """
+
+async def _search_by_time(
+    api: JsApi, js_stream: str, first: int, last: int, time_ns: int
+) -> int | None:
+    """Binary search with direct gets (times grow with sequences); None at a gap (a
+    deleted message), where the consumer way is used instead."""
+    lo, hi = first, last + 1  # the answer is in [lo, hi]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        msg = await api.direct_get(js_stream, mid)
+        if msg is None:
+            return None
+        if parse_time_ns((msg.headers or {})["Nats-Time-Stamp"]) >= time_ns:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+async def _first_seq_by_consumer(api: JsApi, js_stream: str, time_ns: int) -> int:
+    """JetStream finds it when a consumer is created with a start time: its "delivered"
+    position is then the sequence before."""
     config = {
         **_EPHEMERAL_CONFIG,
         "deliver_policy": "by_start_time",

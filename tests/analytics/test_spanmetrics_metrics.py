@@ -240,3 +240,20 @@ def test_a_span_from_a_clock_far_ahead_does_not_move_the_flush_time() -> None:
     now = time.time_ns()
     m.observe(decode_spans(request([("a", "op", SERVER, (now - T0) / SEC + 86_400, 1, False)])))
     assert m.newest_ns <= time.time_ns() + 301 * SEC
+
+
+def test_each_trace_partition_writes_its_own_series() -> None:
+    """Two workers of different trace partitions count different spans of one operation:
+    their flushes (with ``keiko.partition``) are two cumulative series, not one series
+    whose counts jump between the workers' totals."""
+    table = SeriesTable(100)
+    decoder = MetricsDecoder(table)
+    parts = [SpanMetrics(DEFAULT_BUCKETS, 100) for _ in range(2)]
+    for n, m in enumerate(parts):
+        m.observe(decode_spans(request([("cart", "GET /", SERVER, 0, 1, False)] * (n + 1))))
+        encoded = encode(m.series(), m.bounds_s, m.newest_ns, {"keiko.partition": str(n)})
+        decoder.decode(encoded.SerializeToString())
+    keys = {table.info(sid).key for sid in range(len(table))}  # type: ignore[union-attr]
+    calls = sorted(k for k in keys if k.startswith(CALLS + "{"))
+    assert len(calls) == 2
+    assert all('"keiko.partition"=' in k for k in calls)
