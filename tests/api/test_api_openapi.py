@@ -169,7 +169,31 @@ async def _exercise(keiko: Any, client: httpx.AsyncClient) -> set[tuple[str, str
     await _exercise_silences(alerting)
     await _exercise_remediations(alerting)
     await _exercise_alerting_auth(alerting)
+    await _exercise_standby(alerting, keiko)
     return covered
+
+
+async def _exercise_standby(call: Caller, keiko: Any) -> None:
+    """The answers of a standby replica. A real standby needs a second process holding
+    the lease (tests/alerting/test_router_e2e.py runs two); here the one replica is told
+    it lost the lead, which is the state those answers read."""
+    [router] = [c for c in keiko._started if type(c).__name__ == "AlertingComponent"]
+    router.elector.is_leader = False
+    try:
+        for path, method in (
+            ("/api/v2/alerts", "GET"),
+            ("/api/v2/alerts/groups", "GET"),
+            ("/api/v1/remediations", "GET"),
+            ("/api/v1/remediations/{request_id}/approve", "POST"),
+            ("/api/v1/remediations/{request_id}/reject", "POST"),
+        ):
+            url = path.replace("{request_id}", "any")
+            kwargs: dict[str, Any] = {"json": {"by": "ana"}} if method == "POST" else {}
+            answer = await call(method, path, url, **kwargs)
+            assert answer.status_code == 503 and "standby" in answer.json()["detail"], url
+            assert answer.headers["retry-after"] == "5"
+    finally:
+        router.elector.is_leader = True
 
 
 # The alerting component as the test configures it: two alert groups (by alertname) each
