@@ -1,13 +1,15 @@
 """The clustered overlay's pieces run for real on this machine: three nats-servers from the
 rendered nats.conf (addresses moved to loopback, nothing else changed), the node agent, the
-analysis pod and the two alerting replicas, each with its container's command (`keiko
-agent|analyze|alert`) and its ConfigMap's config (replicas: 3 as shipped). A trace sent to
-the agent is read back through the analysis config's store; one alerting replica leads, the
-other takes alerts as a standby."""
+two analysis replicas and the two alerting replicas, each with its container's command
+(`keiko agent|analyze|alert`) and its ConfigMap's config (replicas: 3, partitions: 8 as
+shipped). A trace sent to the agent is read back through the analysis config's store; the
+analysis replicas split the partitions between them; one alerting replica leads, the other
+takes alerts as a standby."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -135,8 +137,13 @@ def test_agent_and_analysis_share_the_nats_cluster(
     ds = one(objs, "DaemonSet", "keiko-agent")
     dep = one(objs, "Deployment", "keiko-analysis")
     agent = start_pod(keiko_process, objs, ds, nats_cluster, "agent")
-    analysis = start_pod(keiko_process, objs, dep, nats_cluster, "analysis")
-    for kp in (agent, analysis):
+    analyzers = [
+        start_pod(keiko_process, objs, dep, nats_cluster, f"analysis-{i}")
+        for i in range(dep["spec"]["replicas"])
+    ]
+    assert len(analyzers) == 2
+    analysis = analyzers[0]
+    for kp in (agent, *analyzers):
         with kp.client() as client:
             assert client.get("/readyz").status_code == 200
 
@@ -162,6 +169,43 @@ def test_agent_and_analysis_share_the_nats_cluster(
     }
     assert "KEIKO_TRACES" in streams, streams
     assert set(streams.values()) == {len(nats_cluster)}, streams
+
+    # The analysis replicas split the partitions: each its fair share, together all, none
+    # twice. The first holds all 8 until the second joins, then hands one over per round.
+    count = role_config(objs, dep, nats_cluster)["store"]["nats"]["partitions"]
+    assert count == 8
+    deadline = time.monotonic() + 45  # a hand-over per third of partition_lease (15s)
+    while True:
+        held = [held_partitions(kp) for kp in analyzers]
+        if balanced(held, count) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert balanced(held, count), held
+    # incidents (on events) has one partition: one replica serves it, the other is a standby.
+    statuses = []
+    for kp in analyzers:
+        with kp.client() as client:
+            statuses.append(client.get("/api/v1/incidents").status_code)
+    assert sorted(statuses) == [200, 503], statuses
+
+
+ANOMALY_RECORDS = re.compile(r'^keiko_anomaly_records_total\{[^}]*partition="(\d+)"', re.M)
+
+
+def held_partitions(kp: KeikoProcess) -> list[int]:
+    """The partitions of the anomaly stage ``kp`` holds now: the ``partition`` labels of its
+    ``keiko_anomaly_records_total`` (a partition's metrics go with it)."""
+    with kp.client() as client:
+        text = client.get("/metrics").text
+    return sorted(int(p) for p in ANOMALY_RECORDS.findall(text))
+
+
+def balanced(held: list[list[int]], count: int) -> bool:
+    """Every process holds its fair share (so some), each partition is held once, all are
+    held."""
+    together = [p for h in held for p in h]
+    fair = -(-count // len(held))
+    return all(0 < len(h) <= fair for h in held) and sorted(together) == list(range(count))
 
 
 def test_alerting_replicas_elect_one_leader(

@@ -244,3 +244,27 @@ def test_probe_paths_answer_on_the_single_node_config(
 def test_overlays_listed_are_the_ones_on_disk() -> None:
     on_disk = sorted(p.name for p in (KUBE / "overlays").iterdir() if p.is_dir())
     assert on_disk == sorted(OVERLAYS)
+
+
+@pytest.mark.parametrize("overlay", ["clustered", "remediation"])
+def test_partitions_are_the_same_in_every_role(
+    rendered: dict[str, list[Obj]], overlay: str
+) -> None:
+    """Agents, analyzers and alerters must agree on store.nats.partitions (the store refuses
+    a count other than the one recorded at first start), and there are enough partitions for
+    every analysis replica to hold one."""
+    objs = rendered[overlay]
+    counts: dict[str, int] = {}
+    for kind, name in (
+        ("DaemonSet", "keiko-agent"),
+        ("Deployment", "keiko-analysis"),
+        ("Deployment", "keiko-alerting"),
+    ):
+        workload = one(objs, kind, name)
+        config = yaml.safe_load(mounted_config(objs, workload)[0])
+        counts[name] = config["store"]["nats"].get("partitions", 1)
+        for c in pod_spec(workload)["containers"]:  # no per-pod override of the config's count
+            assert not [e for e in c.get("env", []) if e["name"].startswith("KEIKO_STORE__")]
+    assert set(counts.values()) == {8}, counts
+    analysis = one(objs, "Deployment", "keiko-analysis")
+    assert analysis["spec"]["replicas"] <= counts["keiko-analysis"]

@@ -200,13 +200,15 @@ def pdb_of(objs: list[Obj], workload: Obj) -> Obj:
 
 
 @pytest.mark.parametrize("overlay", ["clustered", "remediation"])
-def test_alerting_replicas_survive_a_node_and_a_rollout(
-    rendered: dict[str, list[Obj]], overlay: str
+@pytest.mark.parametrize("name", ["keiko-alerting", "keiko-analysis"])
+def test_replicas_survive_a_node_and_a_rollout(
+    rendered: dict[str, list[Obj]], overlay: str, name: str
 ) -> None:
-    """Two `keiko alert` replicas (they elect a leader in the store): rolled one at a time
+    """Two `keiko alert` replicas (they elect a leader in the store) and two `keiko analyze`
+    replicas (they share the partitions by leases in the store): each rolled one at a time
     with a surge, never both evicted, preferably on two nodes."""
     objs = rendered[overlay]
-    dep = one(objs, "Deployment", "keiko-alerting")
+    dep = one(objs, "Deployment", name)
     assert dep["spec"]["replicas"] == 2
     strategy = dep["spec"]["strategy"]
     assert strategy["type"] == "RollingUpdate"
@@ -224,17 +226,19 @@ def test_alerting_replicas_survive_a_node_and_a_rollout(
         w
         for w in workloads(objs)
         if w is not dep and selects(term["podAffinityTerm"]["labelSelector"], pod_labels(w))
-    ], "the anti-affinity spreads the alerting replicas only"
+    ], f"the anti-affinity spreads the {name} replicas only"
 
 
 @pytest.mark.parametrize("overlay", ["clustered", "remediation"])
-def test_analysis_stays_one_replica_recreated(rendered: dict[str, list[Obj]], overlay: str) -> None:
-    """Analysis is not partitioned: never two pods at once, not even during a rollout."""
+def test_analysis_pdb_exists(rendered: dict[str, list[Obj]], overlay: str) -> None:
+    """The analysis replicas have their own PodDisruptionBudget (not one that also counts
+    other pods)."""
     objs = rendered[overlay]
-    dep = one(objs, "Deployment", "keiko-analysis")
-    assert dep["spec"]["replicas"] == 1
-    assert dep["spec"]["strategy"] == {"type": "Recreate"}
-    assert pdb_of(objs, dep)["spec"]["maxUnavailable"] == 1
+    pdb = one(objs, "PodDisruptionBudget", "keiko-analysis")
+    assert pdb is pdb_of(objs, one(objs, "Deployment", "keiko-analysis"))
+    assert [w for w in workloads(objs) if selects(pdb["spec"]["selector"], pod_labels(w))] == [
+        one(objs, "Deployment", "keiko-analysis")
+    ]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
