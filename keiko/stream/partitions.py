@@ -12,7 +12,7 @@ Balance: every process also keeps itself in the stage's member record (holder ->
 updated by compare-and-swap); each round (a third of the lease
 ttl) a process renews what it holds, counts the live members and aims at its fair share,
 ``ceil(partitions / members)``: it takes free or expired partitions while under it and
-hands one back per round while over it (final checkpoint first, then the lease is freed,
+hands the surplus back while over it (final checkpoint first, then the lease is freed,
 so the next holder restores exactly that state). A process that died stops renewing:
 after the ttl its partitions are free and the others take them, restore the checkpoint and
 rewind the partition's consumer to just after it, so nothing it had fetched is lost.
@@ -223,10 +223,11 @@ class PartitionedStage:
             if ok is False:  # an error says nothing: renewed next round, or lost then
                 await self._lost(p)
         fair = math.ceil(self.count / max(1, await self._update_members()))
-        if len(self.held) > fair:
-            surplus = max(self.held)
-            log.info("%s: handing partition %d over (fair share %d)", self.name, surplus, fair)
-            await self._release(surplus, time.monotonic() + STOP_GRACE)
+        if len(self.held) > fair:  # a member joined: hand the surplus over, all at once
+            surplus = sorted(self.held)[fair:]
+            log.info("%s: handing partitions %s over (fair share %d)", self.name, surplus, fair)
+            deadline = time.monotonic() + STOP_GRACE
+            await asyncio.gather(*(self._release(p, deadline) for p in surplus))
             return
         for p in self._order():
             if len(self.held) >= fair or self._stop.is_set():
