@@ -116,7 +116,7 @@ def value_text(value: AnyValue) -> str:
     if which == "array_value":
         return json.dumps([value_text(v) for v in value.array_value.values])
     if which == "kvlist_value":
-        return json.dumps([[kv.key, value_text(kv.value)] for kv in value.kvlist_value.values])
+        return json.dumps({kv.key: value_text(kv.value) for kv in value.kvlist_value.values})
     return ""
 
 

@@ -18,7 +18,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+
+from keiko.partitioning import value_text as any_value_text  # one text form of values
 
 # keiko.partition: span metrics of one trace partition (see analytics.spanmetrics.otlp).
 RESOURCE_KEYS = frozenset(
@@ -29,24 +31,6 @@ RESOURCE_KEYS = frozenset(
 def identifying(key: str, extra: frozenset[str] = frozenset()) -> bool:
     """True when a resource attribute of this name identifies a series."""
     return key in RESOURCE_KEYS or key.startswith("k8s.") or key in extra
-
-
-def any_value_text(v: AnyValue) -> str:
-    """An attribute value as text: strings as they are, others in a stable literal form."""
-    which = v.WhichOneof("value")
-    if which == "string_value" or which is None:
-        return v.string_value
-    if which == "bool_value":
-        return "true" if v.bool_value else "false"
-    if which == "int_value":
-        return str(v.int_value)
-    if which == "double_value":
-        return repr(v.double_value)
-    if which == "bytes_value":
-        return v.bytes_value.hex()
-    if which == "array_value":
-        return json.dumps([any_value_text(x) for x in v.array_value.values])
-    return json.dumps({kv.key: any_value_text(kv.value) for kv in v.kvlist_value.values})
 
 
 def labels_of(attributes: Iterable[KeyValue]) -> dict[str, str]:

@@ -17,7 +17,7 @@ import numpy as np
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
-from analytics.series.keys import any_value_text
+from keiko.partitioning import value_text as any_value_text
 
 
 class SpanKind(IntEnum):
