@@ -34,9 +34,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -54,7 +54,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from fixtures.keiko import KeikoProcess  # noqa: E402
+from fixtures.keiko import KeikoFailed, KeikoProcess  # noqa: E402
 from fixtures.nats import NatsServer  # noqa: E402
 from fixtures.receiver import Receiver  # noqa: E402
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (  # noqa: E402
@@ -80,6 +80,7 @@ from keiko.partitioning import resource_partition  # noqa: E402
 from keiko.records import Kind, NewRecord, Stream  # noqa: E402
 from keiko.store.config import StoreConfig  # noqa: E402
 from keiko.store.nats import NatsStore  # noqa: E402
+from keiko.store.nats_codec import js_stream_name, subject  # noqa: E402
 
 PARTITIONS = 4
 STEP = 10.0  # seconds between the pre-filled points of a series
@@ -105,6 +106,7 @@ class Settings:
     anomaly_checkpoint_interval: str = "5s"
     group_wait: str = "100ms"
     group_interval: str = "1s"
+    log_level: str = "warning"
     alert_sources_fetch_timeout: str = "1s (fixed in alerting/sources.py)"
 
 
@@ -120,7 +122,7 @@ def keiko_config(url: str, prefix: str, s: Settings, hook: str | None = None) ->
             },
             "retention": {"max_bytes": "2GiB"},
         },
-        "logging": {"level": "warning"},
+        "logging": {"level": s.log_level},
         "probes": {"ebpf": {"enabled": False}},
         "analytics": {
             "anomaly": {
@@ -149,6 +151,20 @@ def keiko_config(url: str, prefix: str, s: Settings, hook: str | None = None) ->
     return config
 
 
+def launch(directory: Path, config: dict[str, Any], command: str) -> KeikoProcess:
+    """Start a role and wait until ready; once more on fresh ports if it lost a port race
+    (a free port taken by another process before keiko bound it)."""
+    for attempt in range(2):
+        kp = role(directory / str(attempt), config, command)
+        try:
+            return kp.start(timeout=60)
+        except KeikoFailed:
+            if attempt or "Address already in use" not in kp.log_text():
+                raise
+            progress(f"{command}: a port was taken; starting again on fresh ports")
+    raise AssertionError("unreachable")
+
+
 def role(directory: Path, config: dict[str, Any], command: str) -> KeikoProcess:
     kp = KeikoProcess(directory, config)
     kp.command = command
@@ -158,13 +174,20 @@ def role(directory: Path, config: dict[str, Any], command: str) -> KeikoProcess:
 # -- /metrics --------------------------------------------------------------------------------
 
 
-def scrape(kp: KeikoProcess) -> tuple[dict[str, float], float]:
-    """(points scored by partition, CPU seconds) of one process."""
+def scrape(
+    kp: KeikoProcess, offsets: dict[str, float] | None = None
+) -> tuple[dict[str, float], float]:
+    """(points scored by partition, CPU seconds) of one process; with ``offsets``, the last
+    offset it processed of each partition it holds is put there (the highest seen)."""
     text = httpx.get(f"{kp.api_url}/metrics", timeout=5).text
     scored: dict[str, float] = {}
     cpu = 0.0
     for line in text.splitlines():
-        if line.startswith(SCORED):
+        if offsets is not None and line.startswith("keiko_anomaly_offset{"):
+            labels, _, value = line.rpartition(" ")
+            part = labels.split('partition="')[1].split('"')[0]
+            offsets[part] = max(offsets.get(part, 0.0), float(value))
+        elif line.startswith(SCORED):
             labels, _, value = line.rpartition(" ")
             part = labels.split('partition="')[1].split('"')[0] if "partition=" in labels else "0"
             scored[part] = float(value)
@@ -203,8 +226,11 @@ def prefill_requests(series: int, services: int, points: int, t0: float) -> list
     return out
 
 
-async def prefill(url: str, prefix: str, payloads: list[bytes], count: int) -> float:
-    """Append the requests to the metrics stream; seconds it took."""
+async def prefill(
+    url: str, prefix: str, payloads: list[bytes], count: int
+) -> tuple[float, dict[str, int]]:
+    """Append the requests to the metrics stream: seconds it took, last offset by partition
+    (the run is over when each partition's holder processed its last offset)."""
     config = StoreConfig.model_validate(
         {
             "backend": "nats",
@@ -219,9 +245,16 @@ async def prefill(url: str, prefix: str, payloads: list[bytes], count: int) -> f
         for k in range(0, len(payloads), 8):
             batch = [NewRecord(Kind.OTLP_METRICS, p, count) for p in payloads[k : k + 8]]
             await store.append(Stream.METRICS, batch)
+        seconds = time.perf_counter() - started
+        js = store.connection.jetstream()
+        name = js_stream_name(prefix, Stream.METRICS)
+        last = {
+            str(p): (await js.get_last_msg(name, f"{subject(prefix, Stream.METRICS)}.{p}")).seq
+            for p in range(PARTITIONS)
+        }
     finally:
         await store.shutdown()
-    return time.perf_counter() - started
+    return seconds, {p: int(seq or 0) for p, seq in last.items()}
 
 
 @dataclass
@@ -230,6 +263,7 @@ class RunResult:
 
     processes: int
     points: int
+    points_counted: int  # less than points when a partition moved between polls
     seconds_from_spawn: float
     seconds_from_ready: float
     cpu_seconds: list[float]
@@ -253,14 +287,22 @@ class RunResult:
 
 
 def busy_rate(per_process: list[tuple[float, list[float], list[float]]]) -> tuple[float, float]:
-    """(points/s, seconds) over the polls in which every process scored points: the
-    parallel rate, without start-up, hand-over and one process finishing first."""
-    points = seconds = 0.0
-    for (t0, a, _), (t1, b, _) in itertools.pairwise(per_process):
-        if all(y > x for x, y in zip(a, b, strict=True)):
-            points += sum(b) - sum(a)
-            seconds += t1 - t0
-    return (points / seconds if seconds else 0.0), seconds
+    """(points/s, seconds) from the poll by which every process had scored points to the
+    last poll before the first of them scored its last: the parallel rate, without
+    start-up and without the tail where one process finished first."""
+    k = len(per_process[0][1])
+    first = [next((t for t, n, _ in per_process if n[j] > 0), None) for j in range(k)]
+    last = []
+    for j in range(k):
+        final = per_process[-1][1][j]
+        last.append(next((t for t, n, _ in per_process if n[j] >= final), None))
+    if None in first or None in last:
+        return 0.0, 0.0
+    start, end = max(f for f in first if f is not None), min(x for x in last if x is not None)
+    if end - start < 0.5:
+        return 0.0, 0.0
+    at = {t: sum(n) for t, n, _ in per_process}
+    return (at[end] - at[start]) / (end - start), end - start
 
 
 def partition_points(services: int, per_service: int, points: int) -> dict[str, int]:
@@ -290,7 +332,7 @@ def throughput_run(
     url = server.url
     assert server.process is not None
     prefix = f"SO{k}X{uuid.uuid4().hex[:8].upper()}"
-    seconds = asyncio.run(prefill(url, prefix, payloads, per_req))
+    seconds, last = asyncio.run(prefill(url, prefix, payloads, per_req))
     progress(f"K={k}: pre-filled {total:,} points in {seconds:.1f}s (prefix {prefix})")
     config = keiko_config(url, prefix, s)
     procs = [role(work / f"{prefix}-analyze{i}", config, "analyze") for i in range(k)]
@@ -305,6 +347,7 @@ def throughput_run(
     # Max per (process, partition): a handed-over partition's counter leaves its old
     # holder's /metrics (its new holder restores the state and counts from there).
     seen: dict[tuple[int, str], float] = {}
+    offsets: dict[str, float] = {}  # partition -> last offset processed
     timeline: list[tuple[float, float]] = []
     per_process: list[tuple[float, list[float], list[float]]] = []  # t, scored, cpu
     balanced_at: float | None = None
@@ -315,7 +358,7 @@ def throughput_run(
             held = []
             cpu = []
             for i, kp in enumerate(procs):
-                scored, c = scrape(kp)
+                scored, c = scrape(kp, offsets)
                 cpu.append(c)
                 held.append(sorted(scored))
                 for part, value in scored.items():
@@ -329,7 +372,7 @@ def throughput_run(
                 balanced_at = now - spawned
             if done != last_sum:
                 last_change, last_sum = now, done
-            if done >= total:
+            if all(offsets.get(p, 0) >= seq for p, seq in last.items()):
                 break
             if now - last_change > 10 and done > 0:
                 progress(f"K={k}: stalled at {done:,.0f} of {total:,} points; stopping")
@@ -344,7 +387,8 @@ def throughput_run(
             kp.stop()
     result = RunResult(
         processes=k,
-        points=int(done),
+        points=total,
+        points_counted=int(done),
         seconds_from_spawn=finished - spawned,
         seconds_from_ready=finished - ready,
         cpu_seconds=cpu,
@@ -485,15 +529,10 @@ def bench_latency(url: str, work: Path, args: argparse.Namespace, s: Settings) -
     targets = [f"target{i:03d}" for i in range(args.spikes + 1)]  # the first: a dry run
     with Receiver() as hook:
         config = keiko_config(url, prefix, s, hook.url)
-        procs = {
-            name: role(work / f"{prefix}-{name}", config, name)
-            for name in ("alert", "analyze", "agent")
-        }
-        for kp in procs.values():
-            kp.start(wait=False)
+        procs: dict[str, KeikoProcess] = {}
         try:
-            for kp in procs.values():
-                kp.wait_ready(60)
+            for name in ("alert", "analyze", "agent"):
+                procs[name] = launch(work / f"{prefix}-{name}", config, name)
             agent, analyzer = procs["agent"], procs["analyze"]
             progress("latency: agent, analyzer and alerter ready")
             exporter = OTLPMetricExporter(endpoint=agent.otlp_grpc, insecure=True, timeout=10)
@@ -503,21 +542,26 @@ def bench_latency(url: str, work: Path, args: argparse.Namespace, s: Settings) -
                 chunk = {t: history[t] for t in targets[k : k + 10]}
                 export(exporter, sdk_request(chunk, "latency"))
             warm = len(targets) * WARM_POINTS
-            background = Background(agent.otlp_grpc, args.bg_series)
-            background.start()
             deadline = time.monotonic() + 120
-            while total_scored(analyzer) < warm:
+            while total_scored(analyzer) < warm:  # before the background load: exact
                 if time.monotonic() > deadline:
                     raise TimeoutError("the warm-up history was not scored within 120s")
                 time.sleep(0.2)
+            background = Background(agent.otlp_grpc, args.bg_series)
+            background.start()
             progress(f"latency: {warm:,} warm-up points scored; background {args.bg_series}/s")
             time.sleep(args.settle)
             latencies: list[float] = []
             early: list[str] = []  # notified before their spike
+            missed: list[str] = []  # not notified within 30 s of their spike
             for n, target in enumerate(targets):
                 if any(notified(doc, target) for _, doc in list(hook.posts)):
                     early.append(target)  # flagged on its noise: a false positive
                 latency = spike(exporter, hook, target)
+                if latency is None:
+                    progress(f"latency: {target}: no notification within 30s")
+                    missed.append(target)
+                    continue
                 if n == 0:
                     progress(f"latency: dry run {latency * 1000:.0f} ms")
                     continue
@@ -544,6 +588,7 @@ def bench_latency(url: str, work: Path, args: argparse.Namespace, s: Settings) -
         "background_errors": bg_errors,
         "cpu_seconds": cpu,
         "notified_before_spike": early,
+        "not_notified": missed,
         "notifications": len(hook.posts),
         "latencies_ms": ms,
     }
@@ -561,13 +606,17 @@ def notified(doc: Any, target: str, since: float = 0.0) -> bool:
     return False
 
 
-def spike(exporter: OTLPMetricExporter, hook: Receiver, target: str) -> float:
-    """Seconds from the export of ``target``'s spike to the webhook's notification of it."""
+def spike(exporter: OTLPMetricExporter, hook: Receiver, target: str) -> float | None:
+    """Seconds from the export of ``target``'s spike to the webhook's notification of it
+    (None: none within 30 s)."""
     at = time.time()
     data = sdk_request({target: [(at, SPIKE)]}, "latency")
     started = time.perf_counter()
     export(exporter, data)
-    hook.wait(1, timeout=60, where=lambda _path, doc: notified(doc, target, at))
+    try:
+        hook.wait(1, timeout=30, where=lambda _path, doc: notified(doc, target, at))
+    except AssertionError:
+        return None
     return time.perf_counter() - started
 
 
@@ -610,10 +659,12 @@ def table(results: dict[str, Any], s: Settings) -> str:
     if lat:
         lines += [
             "OTLP export -> webhook notification (agent + analyze + alert)\n",
-            "| spikes | p50 ms | p99 ms | max ms | min ms | background points/s |",
-            "|---|---|---|---|---|---|",
+            "| spikes | p50 ms | p99 ms | max ms | min ms | not notified | flagged before "
+            "spike | background points/s |",
+            "|---|---|---|---|---|---|---|---|",
             f"| {lat['spikes']} | {lat['p50_ms']:.0f} | {lat['p99_ms']:.0f} | "
-            f"{lat['max_ms']:.0f} | {lat['min_ms']:.0f} | {lat['background_points_per_s']:,.0f} |",
+            f"{lat['max_ms']:.0f} | {lat['min_ms']:.0f} | {len(lat['not_notified'])} | "
+            f"{len(lat['notified_before_spike'])} | {lat['background_points_per_s']:,.0f} |",
             "",
         ]
     lines.append("Settings: " + ", ".join(f"{k}={v}" for k, v in asdict(s).items()))
@@ -646,6 +697,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--lease", default="3s", help="store.nats.partition_lease (3s; keiko's default is 15s)"
     )
+    parser.add_argument(
+        "--fetch-timeout", default="100ms", help="analytics.anomaly.fetch_timeout (100ms)"
+    )
+    parser.add_argument("--group-wait", default="100ms", help="the route's group_wait (100ms)")
+    parser.add_argument("--log-level", default="warning", help="keiko's logging.level")
+    parser.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
     args = parser.parse_args(argv)
     if args.quick:
         args.points, args.spikes, args.settle = 500, 30, 2.0
@@ -656,18 +713,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    settings = Settings(partition_lease=args.lease)
+    settings = Settings(
+        partition_lease=args.lease,
+        anomaly_fetch_timeout=args.fetch_timeout,
+        group_wait=args.group_wait,
+        log_level=args.log_level,
+    )
     results: dict[str, Any] = {"settings": asdict(settings), "cpus": os.cpu_count()}
-    with tempfile.TemporaryDirectory(prefix="keiko-bench-scale-") as directory:
-        work = Path(directory)
-        server = NatsServer(work / "nats").start()
-        try:
-            if args.only in (None, "throughput"):
-                results["throughput"] = bench_throughput(server, work, args, settings)
-            if args.only in (None, "latency"):
-                results["latency"] = bench_latency(server.url, work, args, settings)
-        finally:
-            server.stop()
+    work = Path(tempfile.mkdtemp(prefix="keiko-bench-scale-"))
+    progress(f"work dir {work}")
+    server = NatsServer(work / "nats").start()
+    try:
+        if args.only in (None, "throughput"):
+            results["throughput"] = bench_throughput(server, work, args, settings)
+        if args.only in (None, "latency"):
+            results["latency"] = bench_latency(server.url, work, args, settings)
+    finally:
+        server.stop()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
     if args.json:
         print(json.dumps(results, indent=2))
     else:
