@@ -9,11 +9,15 @@ prefix per run.
 metrics stream is pre-filled straight through keiko's NatsStore (``--series`` gauges over
 ``--services`` services, ``--points`` steps, one OTLP request per step, split by service
 onto the 4 partitions); then K = 1 and K = 2 ``keiko analyze`` processes start at once and
-the sum of ``keiko_anomaly_points_scored_total`` over their /metrics is polled until every
-point is scored. Reported: wall time from spawning the processes (imports, store connect,
-partition balancing included) and from the moment all answered /readyz; the steady rate
-while every process held its fair share; CPU seconds per process
-(``process_cpu_seconds_total``). Efficiency = rate(2) / (2 x rate(1)).
+their /metrics are polled until each partition's holder processed its last offset
+(``keiko_anomaly_offset``). Reported: wall time from spawning the processes (imports,
+store connect, partition balancing included) and from the moment all answered /readyz;
+the all-busy rate (``keiko_anomaly_points_scored_total`` summed, from the poll by which
+every process scored to the first process's last point: the parallel rate without
+start-up, hand-over or the tail of an uneven split); CPU seconds per process
+(``process_cpu_seconds_total``) and of nats-server. Efficiency = rate(2) / (2 x rate(1)).
+Services are hashed onto partitions, so 50 services do not split evenly: the best pairing
+of the 4 partitions bounds the efficiency (printed).
 
 **Latency**: `keiko agent`, `keiko analyze` and `keiko alert`; the alerter routes anomaly
 events (incidents off) with ``group_by: [series]``, ``group_wait: 100ms`` to a webhook in
@@ -21,7 +25,9 @@ this process. Background load: ``--bg-series`` gauges through the agent's OTLP/g
 receiver, one point each per second. ``--spikes`` target series are warmed up with 200
 points of bounded noise each (never flagged); then one at a time a point 10x the baseline
 (data time = now) is exported for a fresh target, and the wall time from just before the
-export call to the webhook's receipt of that series' notification is taken.
+export call to the webhook's next post about that series is taken. The detector may place
+an excursion's onset (the alert's startsAt) a point before the spike; such an alert is
+older than group_wait and the router sends it at once, so those samples are shown apart.
 
     .venv/bin/python benchmarks/scale_out.py              # both parts, ~3 minutes
     .venv/bin/python benchmarks/scale_out.py --quick      # smaller, ~1 minute
@@ -43,8 +49,8 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import datetime
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
