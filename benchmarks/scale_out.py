@@ -746,7 +746,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--gap", type=float, default=0.5, help="seconds between spikes (0.5)")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds before spikes (3)")
     parser.add_argument(
-        "--lease", default="3s", help="store.nats.partition_lease (3s; keiko's default is 15s)"
+        "--lease", default="15s", help="store.nats.partition_lease (keiko's default, 15s)"
     )
     parser.add_argument(
         "--fetch-timeout", default="100ms", help="analytics.anomaly.fetch_timeout (100ms)"

@@ -43,6 +43,7 @@ from keiko.stream.worker import StreamWorker, WorkerStats
 log = logging.getLogger(__name__)
 OPS_KIND = "keiko.alert-op+json"  # {"op": "ack"|"resolve", "fp", "by", "comment"}
 GROUP = "alerting"
+MIN_FETCH_WAIT = 0.005  # seconds: a fetch that returns at once still yields to the loop
 
 
 @dataclass
@@ -200,6 +201,14 @@ class AlertEngine(StreamWorker):
         else:
             raise ValueError(f"unknown operation {op['op']!r}")
         return [change] if change is not None else []
+
+    def fetch_wait(self) -> float:
+        """Up to the next group timer, so a group_wait of 100 ms takes 100 ms, not a tick."""
+        with self.lock:
+            due = self.dispatcher.next_due()
+        if due is None:
+            return self.fetch_timeout
+        return min(self.fetch_timeout, max(MIN_FETCH_WAIT, due - time.time()))
 
     async def tick(self) -> list[NewRecord]:
         """Flush due groups into the outbox; resolve timed-out alerts; forget old ones."""

@@ -64,7 +64,8 @@ def worker_metrics(
         yield gauge(
             f"{prefix}_lag_records",
             f"Records of the {stream} stream not processed yet (its last offset, as of the "
-            "latest store stats, minus the last offset processed).",
+            "latest store stats, minus the last offset processed; for one partition, the "
+            "records JetStream holds pending for the partition's group).",
             max(0, end - s.offset),
         )
     saves = CounterMetricFamily(

@@ -9,7 +9,7 @@ its own consumer (filtered on the partition) and its own checkpoint
 (``<name>.p<n>``), so a partition's state moves with it.
 
 Balance: every process also keeps itself in the stage's member record (holder -> expiry,
-updated by compare-and-swap); each round (a third of the lease
+updated by compare-and-swap); each round (every second, at most a third of the lease
 ttl) a process renews what it holds, counts the live members and aims at its fair share,
 ``ceil(partitions / members)``: it takes free or expired partitions while under it and
 hands the surplus back while over it (final checkpoint first, then the lease is freed,
@@ -33,6 +33,7 @@ import logging
 import math
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -58,6 +59,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 BUCKET = "partitions"
 MEMBER_SWAP_TRIES = 3
+PROCESSING = threading.Lock()  # one partition worker's fetch is processed at a time
+ROUND_INTERVAL = 1.0  # seconds between balancing rounds (at most a third of the lease)
 STOP_GRACE = 10.0  # seconds a released partition's worker gets for its final checkpoint
 SPARE = -1  # the key of a worker built ahead of its partition
 
@@ -198,8 +201,11 @@ class PartitionedStage:
 
     async def _run(self) -> None:
         while not self._stop.is_set():
+            # Rounds far more often than the lease needs: a process that joins gets its
+            # share within a few seconds (a backlog waits meanwhile), for a few KV
+            # operations per held partition and second.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self.ttl / 3)
+                await asyncio.wait_for(self._stop.wait(), min(ROUND_INTERVAL, self.ttl / 3))
             if not self._stop.is_set():
                 await self._round_logged()
 
@@ -272,6 +278,7 @@ class PartitionedStage:
             worker.checkpoint_name = f"{worker.checkpoint_name}.p{partition}"
             worker.name = f"{worker.name}[p{partition}]"
         worker.owns = lambda: lease.held
+        worker.process_lock = PROCESSING
         self.held[partition] = _Held(lease, worker, sub)
         log.info("%s: took partition %d of %d", self.name, partition, self.count)
         await worker.start()
