@@ -22,6 +22,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from analytics.spanmetrics import shared
 from analytics.spanmetrics.api import route
 from analytics.spanmetrics.config import SpanMetricsConfig
 from analytics.spanmetrics.edges import EdgeView
@@ -29,6 +30,7 @@ from analytics.spanmetrics.export import SpanMetricsExport, Stats
 from analytics.spanmetrics.otlp import encode
 from analytics.spanmetrics.stage import SpanStage
 from keiko.components import ComponentSpec, Context
+from keiko.errors import KeikoError
 from keiko.records import Kind, NewRecord, Record, Stream
 from keiko.stream.worker import StreamWorker
 
@@ -47,6 +49,7 @@ class SpanMetricsStage(StreamWorker):
     """The `analytics.spanmetrics` component."""
 
     output_stream = Stream.METRICS
+    serves_all_partitions = True  # edges() merges every partition's published edges
     stats: Stats
 
     def __init__(self, config: SpanMetricsConfig, ctx: Context) -> None:
@@ -66,14 +69,18 @@ class SpanMetricsStage(StreamWorker):
         self.flushed_ns = 0  # span time of the last flush
         self._next_flush = time.monotonic() + config.flush_interval
         self._refused_logged = 0
+        self._merged: list[EdgeView] | None = None  # every partition's edges, when partitioned
         self.prom = SpanMetricsExport(self.stats, lambda: self.state, self.stream_end)
         ctx.telemetry.registry.register(self.prom)
         ctx.routes.append(route(self.edges))
         ctx.reloaders.append(self.reload)
 
     def edges(self) -> list[EdgeView]:
-        """The current graph's edges (for the HTTP API)."""
-        return self.state.edges.views()
+        """The current graph's edges (for the HTTP API): with several trace partitions,
+        every partition's as of the last flush (analytics.spanmetrics.shared)."""
+        if self.partition is None:
+            return self.state.edges.views()
+        return self._merged if self._merged is not None else self.state.edges.views()
 
     def reload(self, config: KeikoConfig) -> None:
         """SIGHUP: flush_interval, idle_expiry, graph.edge_ttl, graph.wait and
@@ -117,7 +124,33 @@ class SpanMetricsStage(StreamWorker):
         if time.monotonic() < self._next_flush:
             return []
         self._next_flush = time.monotonic() + self.config.flush_interval
-        return await asyncio.to_thread(self._flush)
+        flushed = await asyncio.to_thread(self._flush)
+        if self.partition is not None and self.config.graph.enabled:
+            await self._share_edges()
+        return flushed
+
+    async def _share_edges(self) -> None:
+        """Publish this partition's edges, then merge every partition's (a store error
+        leaves the last merge; the next flush tries again)."""
+        try:
+            kv = await self.ctx.store.kv(self.config.checkpoint.bucket)
+            await kv.put(shared.KEY.format(self.partition), shared.encode_views(self.edges_own()))
+            count = self.ctx.config.store.nats.partitions
+            raws = [await kv.get(shared.KEY.format(p)) for p in range(count)]
+        except KeikoError as exc:
+            log.warning("spanmetrics: sharing the service graph failed: %s", exc)
+            return
+        parts = []
+        for p, raw in enumerate(raws):
+            try:
+                parts.append(shared.decode_views(raw) if raw else [])
+            except (ValueError, TypeError, KeyError) as exc:
+                log.warning("spanmetrics: published edges of partition %d unusable: %s", p, exc)
+        self._merged = shared.merge(parts)
+
+    def edges_own(self) -> list[EdgeView]:
+        """This worker's own edges (its trace partition only)."""
+        return self.state.edges.views()
 
     def _flush(self) -> list[NewRecord]:
         metrics = self.state.metrics

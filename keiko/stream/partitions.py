@@ -321,10 +321,14 @@ class PartitionedStage:
         return worker, sub
 
     def route(self, path: str) -> BaseRoute | None:
-        """The running worker's route at ``path``: with one partition, when it is held."""
-        if self.count > 1 or 0 not in self.held:
-            return None
-        return next((r for r in self.held[0].ctx.routes if getattr(r, "path", None) == path), None)
+        """A running worker's route at ``path``: the holder's with one partition; with
+        several, any held worker's whose routes cover every partition."""
+        for _, held in sorted(self.held.items()):
+            if self.count == 1 or held.worker.serves_all_partitions:
+                found = [r for r in held.ctx.routes if getattr(r, "path", None) == path]
+                if found:
+                    return found[0]
+        return None
 
     def _context(self, partition: int) -> Context:
         """The worker's context: the shared store and config, its own metrics registry,
@@ -358,12 +362,12 @@ class _RouteProxy(Route):
         if route is not None:
             await route.handle(scope, receive, send)
             return
-        if self.stage.count > 1:
+        if self.stage.count > 1 and self.stage.held:
             detail = (
                 f"{self.stage.name} runs in {self.stage.count} partitions over several "
                 "processes: no one process has this view; use the Prometheus metrics"
             )
         else:
-            detail = f"this process is a standby for {self.stage.name}: ask the one that runs it"
+            detail = f"this process is a standby for {self.stage.name}: ask one that runs it"
         response = JSONResponse({"error": "unavailable", "detail": detail}, status_code=503)
         await response(scope, receive, send)

@@ -73,6 +73,9 @@ class StreamWorker(ABC):
     # Where the records that process() returns are appended: events by default; a stage
     # that derives records of another kind (span metrics -> metric points) names its stream.
     output_stream: str = Stream.EVENTS
+    # True when the stage's HTTP routes show every partition's data although the worker
+    # runs one (it merges what the others publish), so any holder may answer them.
+    serves_all_partitions: bool = False
 
     def __init__(
         self,

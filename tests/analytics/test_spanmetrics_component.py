@@ -19,6 +19,7 @@ import jsonschema
 import pytest
 from fixtures.keiko import HOST, free_port
 from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -31,12 +32,17 @@ from analytics.series.decode import MetricsDecoder
 from analytics.series.table import SeriesTable
 from analytics.spanmetrics.component import SpanMetricsStage
 from analytics.spanmetrics.config import SpanMetricsConfig
+from analytics.spanmetrics.edges import EdgeView
 from analytics.spanmetrics.otlp import CALLS, DURATION
 from keiko.api.app import build_app
 from keiko.api.spec import load_spec
+from keiko.components import Context
 from keiko.config.load import validate
+from keiko.partitioning import split
 from keiko.process import Keiko
-from keiko.records import Kind, NewRecord
+from keiko.records import Kind, NewRecord, Record
+from keiko.store import open_store
+from keiko.telemetry import Telemetry
 
 SEC = 10**9
 MS = 10**6
@@ -340,3 +346,43 @@ def test_an_edges_offset_beyond_a_recreated_stream_is_reset(tmp_path: Path) -> N
         update={"checkpoint": STAGE.checkpoint.model_copy(update={"interval": 0.1})}
     )
     asyncio.run(run_stage(tmp_path / "data", free_port(), body, fast))
+
+
+def test_trace_partitions_share_the_service_graph(tmp_path: Path) -> None:
+    """Two workers of different trace partitions each count their share of 20 traces;
+    after a flush each has published its edges and either serves the whole graph."""
+    shop = Shop()
+    t0 = time.time_ns()
+    for i in range(20):
+        shop.request(t0 + i * 100 * MS, fail=i % 5 == 0)
+    body = encode_spans(list(shop.memory.get_finished_spans())).SerializeToString()
+
+    async def main() -> None:
+        store_config = {"embedded": {"path": str(tmp_path / "data")}, "nats": {"partitions": 2}}
+        cfg = validate({"store": store_config})
+        store = open_store(cfg.store)
+        await store.start()
+        try:
+            workers = [SpanMetricsStage(STAGE, Context(store, Telemetry(), cfg)) for _ in (0, 1)]
+            for p, w in enumerate(workers):
+                w.partition = p
+            for p, piece in split(NewRecord(Kind.OTLP_TRACES, body, 80), 2):
+                workers[p].process([Record(1, t0, piece.kind, piece.payload, piece.count)])
+            for _ in range(2):  # the first flush of worker 0 comes before worker 1 published
+                for w in workers:
+                    w._next_flush = 0.0
+                    await w.tick()
+            own = [_calls(w.edges_own()) for w in workers]
+            assert own[0] > 0 and own[1] > 0 and own[0] + own[1] == 20  # each saw a share
+            assert _calls(workers[0].edges()) == _calls(workers[1].edges()) == 20
+            failed = {e.failed for e in workers[1].edges() if e.server == "cart"}
+            assert failed == {4}  # every 5th of 20 failed, summed over the partitions
+        finally:
+            await store.shutdown()
+
+    asyncio.run(main())
+
+
+def _calls(edges: list[EdgeView]) -> int:
+    """Requests on the frontend -> cart edge."""
+    return sum(e.requests for e in edges if (e.client, e.server) == ("frontend", "cart"))

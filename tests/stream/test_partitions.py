@@ -86,10 +86,10 @@ class _Export(Collector):
 class Process:
     """One analysis 'process': its own NATS connection, context and partitioned stage."""
 
-    def __init__(self, config: Any, count: int = COUNT) -> None:
+    def __init__(self, config: Any, count: int = COUNT, stage: type[Tally] | None = None) -> None:
         self.store: Store = open_store(config.store)
         self.ctx = Context(self.store, Telemetry(), config)
-        self.stage = PartitionedStage("tally", Tally, self.ctx, count=count, ttl=TTL)
+        self.stage = PartitionedStage("tally", stage or Tally, self.ctx, count=count, ttl=TTL)
 
     async def get(self, path: str) -> httpx.Response:
         app = Starlette(routes=self.ctx.routes)
@@ -217,12 +217,25 @@ def test_one_partition_routes_answer_from_the_holder_standby_says_503(config: An
     asyncio.run(main())
 
 
+class WholeTally(Tally):
+    """TEST-ONLY: a stage whose route shows every partition (as span metrics' graph does)."""
+
+    serves_all_partitions = True
+
+
 def test_partitioned_routes_say_why_they_are_not_served(config: Any) -> None:
+    """With several partitions a route is answered only by a stage that covers them all."""
+
     async def main() -> None:
         a = await Process(config).start()
         answer = await a.get("/tally")
         assert answer.status_code == 503 and "runs in 4 partitions" in answer.json()["detail"]
         await a.stage.shutdown(time.monotonic() + 10)
         await a.store.shutdown()
+        whole = await Process(config, stage=WholeTally).start()
+        answer = await whole.get("/tally")
+        assert answer.status_code == 200 and answer.json()["partition"] in range(COUNT)
+        await whole.stage.shutdown(time.monotonic() + 10)
+        await whole.store.shutdown()
 
     asyncio.run(main())
