@@ -59,7 +59,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 BUCKET = "partitions"
 MEMBER_SWAP_TRIES = 3
-PROCESSING = threading.Lock()  # one partition worker's fetch is processed at a time
 ROUND_INTERVAL = 1.0  # seconds between balancing rounds (at most a third of the lease)
 STOP_GRACE = 10.0  # seconds a released partition's worker gets for its final checkpoint
 SPARE = -1  # the key of a worker built ahead of its partition
@@ -157,6 +156,10 @@ class PartitionedStage:
         ctx.telemetry.registry.register(self.collector)
         ctx.reloaders.append(self._reload)
         self.held: dict[int, _Held] = {}
+        # One fetch of this stage is processed at a time: its partition workers' threads
+        # would only contend for the GIL. Other stages keep their own turn, so a long
+        # span fetch does not hold up anomaly detection.
+        self.processing = threading.Lock()
         # One worker is built now: config errors show at start, and its HTTP routes are
         # known before keiko's API is built, so they can be served through proxies.
         sub = self._context(SPARE)
@@ -278,7 +281,7 @@ class PartitionedStage:
             worker.checkpoint_name = f"{worker.checkpoint_name}.p{partition}"
             worker.name = f"{worker.name}[p{partition}]"
         worker.owns = lambda: lease.held
-        worker.process_lock = PROCESSING
+        worker.process_lock = self.processing
         self.held[partition] = _Held(lease, worker, sub)
         log.info("%s: took partition %d of %d", self.name, partition, self.count)
         await worker.start()

@@ -110,7 +110,7 @@ class StreamWorker(ABC):
         self.partition: int | None = None
         # False once this worker may no longer write its checkpoint (its lease was lost).
         self.owns: Callable[[], bool] = lambda: True
-        # Partition workers of one process share one: their threads would only contend
+        # The partition workers of one stage share one: their threads would only contend
         # for the GIL (one analyzer ran 4 partitions with ~20% more CPU than two did).
         self.process_lock: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
 
