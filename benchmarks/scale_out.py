@@ -19,6 +19,14 @@ start-up, hand-over or the tail of an uneven split); CPU seconds per process
 Services are hashed onto partitions, so 50 services do not split evenly: the best pairing
 of the 4 partitions bounds the efficiency (printed).
 
+**Span metrics throughput** (``analytics.spanmetrics`` only, ``flush_interval``
+``--flush-interval``): the traces stream is pre-filled the same way with ``--span-requests``
+collector-style OTLP trace requests of 512 spans (~9-span traces, client/server pairs over
+``--services`` services; ``spanmetrics_throughput.build_requests``), which the store splits
+by trace id (random, so the 4 partitions get even shares); K = 1 and K = 2 analyzers run
+until each partition's last offset is processed (``keiko_spanmetrics_offset``); the rates
+count ``keiko_spanmetrics_spans_total``. ``--stages`` picks the stages measured.
+
 **Latency**: `keiko agent`, `keiko analyze` and `keiko alert`; the alerter routes anomaly
 events (incidents off) with ``group_by: [series]``, ``group_wait: 100ms`` to a webhook in
 this process. Background load: ``--bg-series`` gauges through the agent's OTLP/gRPC
@@ -32,6 +40,7 @@ older than group_wait and the router sends it at once, so those samples are show
     .venv/bin/python benchmarks/scale_out.py              # both parts, ~3 minutes
     .venv/bin/python benchmarks/scale_out.py --quick      # smaller, ~1 minute
     .venv/bin/python benchmarks/scale_out.py --only throughput --json
+    .venv/bin/python benchmarks/scale_out.py --only throughput --stages spanmetrics
 
 Progress goes to stderr; a Markdown table to stdout (``--json``: one JSON document).
 """
@@ -81,8 +90,9 @@ from opentelemetry.sdk.metrics.export import (  # noqa: E402
 )
 from opentelemetry.sdk.resources import Resource  # noqa: E402
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope  # noqa: E402
+from spanmetrics_throughput import build_requests  # noqa: E402  (this directory)
 
-from keiko.partitioning import resource_partition  # noqa: E402
+from keiko.partitioning import resource_partition, split  # noqa: E402
 from keiko.records import Kind, NewRecord, Stream  # noqa: E402
 from keiko.store.config import StoreConfig  # noqa: E402
 from keiko.store.nats import NatsStore  # noqa: E402
@@ -91,6 +101,34 @@ from keiko.store.nats_codec import js_stream_name, subject  # noqa: E402
 PARTITIONS = 4
 STEP = 10.0  # seconds between the pre-filled points of a series
 SCORED = "keiko_anomaly_points_scored_total"
+SPANS_PER_REQUEST = 512
+
+
+@dataclass(frozen=True)
+class Stage:
+    """What a throughput run measures: the stage enabled, the stream it reads, the counter
+    of items it processed and the gauge of its last offset (both labelled by partition)."""
+
+    name: str  # the analytics section
+    stream: str
+    kind: str
+    counter: str
+    offset: str
+    unit: str  # what an item is, for the report
+
+
+ANOMALY = Stage(
+    "anomaly", Stream.METRICS, Kind.OTLP_METRICS, SCORED, "keiko_anomaly_offset", "points"
+)
+SPANMETRICS = Stage(
+    "spanmetrics",
+    Stream.TRACES,
+    Kind.OTLP_TRACES,
+    "keiko_spanmetrics_spans_total",
+    "keiko_spanmetrics_offset",
+    "spans",
+)
+STAGES = {s.name: s for s in (ANOMALY, SPANMETRICS)}
 WARM_POINTS = 200  # history of a latency target before its spike
 BASELINE, SPIKE = 10.0, 100.0
 samples: list[dict[str, Any]] = []  # each spike: target, latency, its alert's startsAt
@@ -114,10 +152,14 @@ class Settings:
     group_wait: str = "100ms"
     group_interval: str = "1s"
     log_level: str = "warning"
+    spanmetrics_flush_interval: str = "3s"
     alert_sources_fetch_timeout: str = "1s (fixed in alerting/sources.py)"
 
 
-def keiko_config(url: str, prefix: str, s: Settings, hook: str | None = None) -> dict[str, Any]:
+def keiko_config(
+    url: str, prefix: str, s: Settings, hook: str | None = None, stage: Stage = ANOMALY
+) -> dict[str, Any]:
+    """One stage on (anomaly detection or span metrics), the others off."""
     config: dict[str, Any] = {
         "store": {
             "backend": "nats",
@@ -133,10 +175,14 @@ def keiko_config(url: str, prefix: str, s: Settings, hook: str | None = None) ->
         "probes": {"ebpf": {"enabled": False}},
         "analytics": {
             "anomaly": {
+                "enabled": stage is ANOMALY,
                 "fetch_timeout": s.anomaly_fetch_timeout,
                 "checkpoint": {"interval": s.anomaly_checkpoint_interval},
             },
-            "spanmetrics": {"enabled": False},
+            "spanmetrics": {
+                "enabled": stage is SPANMETRICS,
+                "flush_interval": s.spanmetrics_flush_interval,
+            },
             "scaling": {"enabled": False},
             "incidents": {"enabled": False},
         },
@@ -182,19 +228,19 @@ def role(directory: Path, config: dict[str, Any], command: str) -> KeikoProcess:
 
 
 def scrape(
-    kp: KeikoProcess, offsets: dict[str, float] | None = None
+    kp: KeikoProcess, offsets: dict[str, float] | None = None, stage: Stage = ANOMALY
 ) -> tuple[dict[str, float], float]:
-    """(points scored by partition, CPU seconds) of one process; with ``offsets``, the last
-    offset it processed of each partition it holds is put there (the highest seen)."""
+    """(items processed by partition, CPU seconds) of one process; with ``offsets``, the
+    last offset it processed of each partition it holds is put there (the highest seen)."""
     text = httpx.get(f"{kp.api_url}/metrics", timeout=5).text
     scored: dict[str, float] = {}
     cpu = 0.0
     for line in text.splitlines():
-        if offsets is not None and line.startswith("keiko_anomaly_offset{"):
+        if offsets is not None and line.startswith(stage.offset + "{"):
             labels, _, value = line.rpartition(" ")
             part = labels.split('partition="')[1].split('"')[0]
             offsets[part] = max(offsets.get(part, 0.0), float(value))
-        elif line.startswith(SCORED):
+        elif line.startswith(stage.counter):
             labels, _, value = line.rpartition(" ")
             part = labels.split('partition="')[1].split('"')[0] if "partition=" in labels else "0"
             scored[part] = float(value)
@@ -234,10 +280,11 @@ def prefill_requests(series: int, services: int, points: int, t0: float) -> list
 
 
 async def prefill(
-    url: str, prefix: str, payloads: list[bytes], count: int
+    url: str, prefix: str, payloads: list[bytes], count: int, stage: Stage = ANOMALY
 ) -> tuple[float, dict[str, int]]:
-    """Append the requests to the metrics stream: seconds it took, last offset by partition
-    (the run is over when each partition's holder processed its last offset)."""
+    """Append the requests to the stage's stream (split by partition as keiko's receivers'
+    appends are): seconds it took, last offset by partition (the run is over when each
+    partition's holder processed its last offset)."""
     config = StoreConfig.model_validate(
         {
             "backend": "nats",
@@ -250,13 +297,13 @@ async def prefill(
     started = time.perf_counter()
     try:
         for k in range(0, len(payloads), 8):
-            batch = [NewRecord(Kind.OTLP_METRICS, p, count) for p in payloads[k : k + 8]]
-            await store.append(Stream.METRICS, batch)
+            batch = [NewRecord(stage.kind, p, count) for p in payloads[k : k + 8]]
+            await store.append(stage.stream, batch)
         seconds = time.perf_counter() - started
         js = store.connection.jetstream()
-        name = js_stream_name(prefix, Stream.METRICS)
+        name = js_stream_name(prefix, stage.stream)
         last = {
-            str(p): (await js.get_last_msg(name, f"{subject(prefix, Stream.METRICS)}.{p}")).seq
+            str(p): (await js.get_last_msg(name, f"{subject(prefix, stage.stream)}.{p}")).seq
             for p in range(PARTITIONS)
         }
     finally:
@@ -335,13 +382,17 @@ def throughput_run(
     total: int,
     per_req: int,
     s: Settings,
+    stage: Stage = ANOMALY,
 ) -> RunResult:
+    """K analyzers with only ``stage`` on, over a freshly pre-filled stream, until every
+    partition's last offset is processed. ``total`` items (``per_req`` per request)."""
     url = server.url
     assert server.process is not None
     prefix = f"SO{k}X{uuid.uuid4().hex[:8].upper()}"
-    seconds, last = asyncio.run(prefill(url, prefix, payloads, per_req))
-    progress(f"K={k}: pre-filled {total:,} points in {seconds:.1f}s (prefix {prefix})")
-    config = keiko_config(url, prefix, s)
+    seconds, last = asyncio.run(prefill(url, prefix, payloads, per_req, stage))
+    what = f"{stage.name} K={k}"
+    progress(f"{what}: pre-filled {total:,} {stage.unit} in {seconds:.1f}s (prefix {prefix})")
+    config = keiko_config(url, prefix, s, stage=stage)
     procs = [role(work / f"{prefix}-analyze{i}", config, "analyze") for i in range(k)]
     spawned = time.monotonic()
     for kp in procs:
@@ -349,7 +400,7 @@ def throughput_run(
     for kp in procs:
         kp.wait_ready(60)
     ready = time.monotonic()
-    cpu_ready = [scrape(kp)[1] for kp in procs]  # imports and start-up, not analysis
+    cpu_ready = [scrape(kp, stage=stage)[1] for kp in procs]  # imports and start-up, not analysis
     nats_cpu = cpu_of(server.process.pid)
     # Max per (process, partition): a handed-over partition's counter leaves its old
     # holder's /metrics (its new holder restores the state and counts from there).
@@ -365,7 +416,7 @@ def throughput_run(
             held = []
             cpu = []
             for i, kp in enumerate(procs):
-                scored, c = scrape(kp, offsets)
+                scored, c = scrape(kp, offsets, stage)
                 cpu.append(c)
                 held.append(sorted(scored))
                 for part, value in scored.items():
@@ -382,10 +433,10 @@ def throughput_run(
             if all(offsets.get(p, 0) >= seq for p, seq in last.items()):
                 break
             if now - last_change > 10 and done > 0:
-                progress(f"K={k}: stalled at {done:,.0f} of {total:,} points; stopping")
+                progress(f"{what}: stalled at {done:,.0f} of {total:,} {stage.unit}; stopping")
                 break
             if now - spawned > 600:
-                raise TimeoutError(f"K={k}: {done:,.0f} of {total:,} points after 600s")
+                raise TimeoutError(f"{what}: {done:,.0f} of {total:,} {stage.unit} after 600s")
             time.sleep(0.1)
         finished = time.monotonic()
         nats_cpu = cpu_of(server.process.pid) - nats_cpu
@@ -409,7 +460,7 @@ def throughput_run(
     )
     result.busy_rate, result.busy_seconds = busy_rate(per_process)
     progress(
-        f"K={k}: {result.points:,} points in {result.seconds_from_spawn:.1f}s from spawn "
+        f"{what}: {result.points:,} {stage.unit} in {result.seconds_from_spawn:.1f}s from spawn "
         f"({result.seconds_from_ready:.1f}s from ready), "
         f"all busy {result.busy_rate:,.0f}/s over {result.busy_seconds:.1f}s, "
         f"balanced at {balanced_at}s, cpu {[round(c, 1) for c in cpu]} "
@@ -457,6 +508,54 @@ def bench_throughput(
         "efficiency_from_ready": two.rate_from_ready / (2 * one.rate_from_ready),
         "efficiency_from_spawn": two.rate_from_spawn / (2 * one.rate_from_spawn),
     }
+
+
+def spans_by_partition(payloads: list[bytes]) -> dict[str, int]:
+    """Spans per partition, split as the store splits them (by trace id)."""
+    out = dict.fromkeys(map(str, range(PARTITIONS)), 0)
+    for payload in payloads:
+        record = NewRecord(Kind.OTLP_TRACES, payload, SPANS_PER_REQUEST)
+        for part, piece in split(record, PARTITIONS):
+            out[str(part)] += piece.count
+    return out
+
+
+def bench_spans(
+    server: NatsServer, work: Path, args: argparse.Namespace, s: Settings
+) -> dict[str, Any]:
+    """Span metrics (and the service graph) with K analyzers: the traces stream pre-filled
+    with ``--span-requests`` collector-style requests of 512 spans."""
+    started = time.perf_counter()
+    payloads = build_requests(args.span_requests, args.services, SPANS_PER_REQUEST)
+    total = len(payloads) * SPANS_PER_REQUEST
+    shares = spans_by_partition(payloads)
+    progress(f"spanmetrics: built {total:,} spans in {time.perf_counter() - started:.1f}s")
+    runs = [
+        throughput_run(server, work, k, payloads, total, SPANS_PER_REQUEST, s, SPANMETRICS)
+        for k in args.ks
+    ]
+    out: dict[str, Any] = {
+        "spans": total,
+        "requests": len(payloads),
+        "services": args.services,
+        "spans_by_partition": shares,
+        "request_bytes": statistics.mean(len(p) for p in payloads),
+        "runs": [
+            {
+                **{k: v for k, v in asdict(r).items() if k not in TIMELINES or args.timeline},
+                "rate_from_spawn": r.rate_from_spawn,
+                "rate_from_ready": r.rate_from_ready,
+            }
+            for r in runs
+        ],
+    }
+    if args.ks == [1, 2]:
+        one, two = runs
+        busy = two.busy_rate / (2 * one.busy_rate) if one.busy_rate else 0.0
+        out["efficiency_all_busy"] = busy
+        out["efficiency_from_ready"] = two.rate_from_ready / (2 * one.rate_from_ready)
+        out["efficiency_from_spawn"] = two.rate_from_spawn / (2 * one.rate_from_spawn)
+    return out
 
 
 # -- latency ---------------------------------------------------------------------------------
@@ -665,24 +764,8 @@ def table(results: dict[str, Any], s: Settings) -> str:
         lines += [
             f"Anomaly throughput: {tp['points']:,} points ({tp['series']:,} gauges x "
             f"{tp['points_per_series']} points, {tp['services']} services), pre-filled\n",
-            "| analyzers | from spawn s | from ready s | points/s (ready) | all-busy points/s "
-            "| balanced at s | CPU s per process (after ready) | nats-server CPU s "
-            "| partitions |",
-            "|---|---|---|---|---|---|---|---|---|",
+            *run_rows(tp["runs"], "points"),
         ]
-        for r in tp["runs"]:
-            cpu = ", ".join(
-                f"{c:.1f} ({a:.1f})"
-                for c, a in zip(r["cpu_seconds"], r["cpu_after_ready"], strict=True)
-            )
-            balanced = "-" if r["balanced_at"] is None else f"{r['balanced_at']:.1f}"
-            held = " / ".join(",".join(h) for h in r["partitions_held"])
-            lines.append(
-                f"| {r['processes']} | {r['seconds_from_spawn']:.1f} | "
-                f"{r['seconds_from_ready']:.1f} | {r['rate_from_ready']:,.0f} | "
-                f"{r['busy_rate']:,.0f} ({r['busy_seconds']:.1f}s) | {balanced} | {cpu} | "
-                f"{r['nats_cpu_seconds']:.1f} | {held} |"
-            )
         lines.append(
             f"\nScaling efficiency rate(2)/(2 x rate(1)): all busy "
             f"{tp['efficiency_all_busy']:.2f}, from ready {tp['efficiency_from_ready']:.2f}, "
@@ -690,6 +773,22 @@ def table(results: dict[str, Any], s: Settings) -> str:
             f"{tp['points_by_partition']} (best pairing bounds it at "
             f"{tp['efficiency_bound_best_pairing']:.2f})\n"
         )
+    sp = results.get("spanmetrics")
+    if sp:
+        lines += [
+            f"Span metrics throughput: {sp['spans']:,} spans ({sp['requests']:,} requests of "
+            f"{SPANS_PER_REQUEST} spans, ~9-span traces over {sp['services']} services), "
+            "pre-filled\n",
+            *run_rows(sp["runs"], "spans"),
+            f"\nSpans by partition (by trace id) {sp['spans_by_partition']}",
+        ]
+        if "efficiency_all_busy" in sp:
+            lines[-1] += (
+                f"; scaling efficiency rate(2)/(2 x rate(1)): all busy "
+                f"{sp['efficiency_all_busy']:.2f}, from ready {sp['efficiency_from_ready']:.2f}, "
+                f"from spawn {sp['efficiency_from_spawn']:.2f}"
+            )
+        lines.append("")
     lat = results.get("latency")
     if lat:
         lines += [
@@ -717,6 +816,29 @@ def table(results: dict[str, Any], s: Settings) -> str:
     return "\n".join(lines)
 
 
+def run_rows(runs: list[dict[str, Any]], unit: str) -> list[str]:
+    """The Markdown table of throughput runs (header included)."""
+    rows = [
+        f"| analyzers | from spawn s | from ready s | {unit}/s (ready) | all-busy {unit}/s "
+        "| balanced at s | CPU s per process (after ready) | nats-server CPU s | partitions |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        cpu = ", ".join(
+            f"{c:.1f} ({a:.1f})"
+            for c, a in zip(r["cpu_seconds"], r["cpu_after_ready"], strict=True)
+        )
+        balanced = "-" if r["balanced_at"] is None else f"{r['balanced_at']:.1f}"
+        held = " / ".join(",".join(h) for h in r["partitions_held"])
+        rows.append(
+            f"| {r['processes']} | {r['seconds_from_spawn']:.1f} | "
+            f"{r['seconds_from_ready']:.1f} | {r['rate_from_ready']:,.0f} | "
+            f"{r['busy_rate']:,.0f} ({r['busy_seconds']:.1f}s) | {balanced} | {cpu} | "
+            f"{r['nats_cpu_seconds']:.1f} | {held} |"
+        )
+    return rows
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
@@ -724,6 +846,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--only", choices=["throughput", "latency"], help="run one part")
+    parser.add_argument(
+        "--stages",
+        type=lambda v: [x.strip() for x in v.split(",") if x.strip()],
+        default=list(STAGES),
+        help="throughput stages, comma-separated (anomaly,spanmetrics)",
+    )
+    parser.add_argument(
+        "--span-requests",
+        type=int,
+        default=2000,
+        help="trace requests of 512 spans pre-filled for span metrics (2000: ~1 M spans, "
+        "~12 s for one analyzer at the ~80k spans/s it reaches from the store on 2 CPUs)",
+    )
+    parser.add_argument(
+        "--flush-interval", default="3s", help="analytics.spanmetrics.flush_interval (3s)"
+    )
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -757,6 +895,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.points, args.spikes, args.settle = 1000, 32, 2.0
+        args.span_requests = min(args.span_requests, 600)
+    unknown = [x for x in args.stages if x not in STAGES]
+    if unknown:
+        parser.error(f"--stages: unknown {unknown}; give any of {','.join(STAGES)}")
     if args.series < args.services or args.points < 1 or args.spikes < 1:
         parser.error("--series must be >= --services; --points and --spikes >= 1")
     return args
@@ -769,14 +911,17 @@ def main(argv: list[str] | None = None) -> int:
         anomaly_fetch_timeout=args.fetch_timeout,
         group_wait=args.group_wait,
         log_level=args.log_level,
+        spanmetrics_flush_interval=args.flush_interval,
     )
     results: dict[str, Any] = {"settings": asdict(settings), "cpus": os.cpu_count()}
     work = Path(tempfile.mkdtemp(prefix="keiko-bench-scale-"))
     progress(f"work dir {work}")
     server = NatsServer(work / "nats").start()
     try:
-        if args.only in (None, "throughput"):
+        if args.only in (None, "throughput") and "anomaly" in args.stages:
             results["throughput"] = bench_throughput(server, work, args, settings)
+        if args.only in (None, "throughput") and "spanmetrics" in args.stages:
+            results["spanmetrics"] = bench_spans(server, work, args, settings)
         if args.only in (None, "latency"):
             results["latency"] = bench_latency(server.url, work, args, settings)
     finally:
