@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nats
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -311,6 +312,20 @@ async def prefill(
     return seconds, {p: int(seq or 0) for p, seq in last.items()}
 
 
+async def drop_streams(url: str, prefix: str) -> None:
+    """Delete a finished run's streams and KV buckets: JetStream sets max_bytes aside for
+    each stream, so those of every run together would exhaust its storage."""
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        for info in await js.streams_info():
+            name = info.config.name or ""
+            if name.startswith((f"{prefix}_", f"KV_{prefix}_")):
+                await js.delete_stream(name)
+    finally:
+        await nc.close()
+
+
 @dataclass
 class RunResult:
     """One throughput run with K analyzers."""
@@ -443,6 +458,7 @@ def throughput_run(
     finally:
         for kp in procs:
             kp.stop()
+        asyncio.run(drop_streams(url, prefix))
     result = RunResult(
         processes=k,
         points=total,
@@ -465,7 +481,7 @@ def throughput_run(
         f"all busy {result.busy_rate:,.0f}/s over {result.busy_seconds:.1f}s, "
         f"balanced at {balanced_at}s, cpu {[round(c, 1) for c in cpu]} "
         f"(after ready {[round(c, 1) for c in result.cpu_after_ready]}), "
-        f"nats-server {nats_cpu:.1f}"
+        f"nats-server {nats_cpu:.1f}; counted {done:,.0f}"
     )
     return result
 
