@@ -37,7 +37,7 @@ export call to the webhook's next post about that series is taken. The detector 
 an excursion's onset (the alert's startsAt) a point before the spike; such an alert is
 older than group_wait and the router sends it at once, so those samples are shown apart.
 
-    .venv/bin/python benchmarks/scale_out.py              # both parts, ~3 minutes
+    .venv/bin/python benchmarks/scale_out.py              # all parts, ~2 minutes (2 CPUs)
     .venv/bin/python benchmarks/scale_out.py --quick      # smaller, ~1 minute
     .venv/bin/python benchmarks/scale_out.py --only throughput --json
     .venv/bin/python benchmarks/scale_out.py --only throughput --stages spanmetrics
