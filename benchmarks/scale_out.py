@@ -876,9 +876,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--span-requests",
         type=int,
-        default=2000,
-        help="trace requests of 512 spans pre-filled for span metrics (2000: ~1 M spans, "
-        "~12 s for one analyzer at the ~80k spans/s it reaches from the store on 2 CPUs)",
+        default=4000,
+        help="trace requests of 512 spans pre-filled for span metrics (4000: ~2 M spans, "
+        "~15 s for one analyzer at the ~140k spans/s it reaches from the store on 2 CPUs; "
+        "K=2 spends ~5 s balancing, so fewer leave it a short all-busy window)",
     )
     parser.add_argument(
         "--flush-interval", default="3s", help="analytics.spanmetrics.flush_interval (3s)"
