@@ -16,6 +16,11 @@ from keiko.records import NewRecord, Record
 from keiko.store.config import StoreConfig
 
 
+def partition_group(group: str, partition: int) -> str:
+    """The consumer group a store keeps for one partition of ``group`` (stats show it)."""
+    return f"{group}_p{partition}"
+
+
 @dataclass(frozen=True, slots=True)
 class GroupStats:
     """A consumer group's position on one stream."""

@@ -43,7 +43,7 @@ from nats.js.client import JetStreamContext
 from keiko.errors import KeikoError, PermanentError, StoreFull, StoreUnavailable, TooLarge
 from keiko.partitioning import PARTITIONED_STREAMS, split
 from keiko.records import NewRecord, Record, Stream, check_stream_name
-from keiko.store.base import GroupStats, Readiness, StoreStats, StreamStats
+from keiko.store.base import GroupStats, Readiness, StoreStats, StreamStats, partition_group
 from keiko.store.config import StoreConfig
 from keiko.store.nats_api import (
     RESOURCE_CODES,
@@ -477,8 +477,11 @@ class NatsStore:
         count = self.partitions(stream)
         if partition is not None and not 0 <= partition < count:
             raise ValueError(f"stream {stream!r} has partitions 0..{count - 1}, not {partition}")
-        filtered = partition is not None and count > 1  # partition 0 of 1: the whole stream
-        durable = durable_name(group) + (f"_p{partition}" if filtered else "")
+        # Partition 0 of 1 is the whole stream: the group's own consumer.
+        filtered = partition is not None and count > 1
+        durable = durable_name(
+            partition_group(group, partition) if partition is not None and count > 1 else group
+        )
         js_name = await self._ensure_stream(stream)
         config = consumer_config(durable)
         if filtered:

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from keiko.components import Context
 from keiko.errors import KeikoError
 from keiko.records import NewRecord, Record, Stream
-from keiko.store.base import Consumer
+from keiko.store.base import Consumer, partition_group
 from keiko.stream.checkpoint import CheckpointError, CheckpointStore
 from keiko.stream.config import CheckpointConfig
 from keiko.stream.fetch import fetch_until_stopped
@@ -215,7 +215,7 @@ class StreamWorker(ABC):
             return None
         if self.partition is None:
             return stream.last_offset
-        group = f"{self.group}_p{self.partition}"  # the store's durable of the partition
+        group = partition_group(self.group, self.partition)
         lag = next((g.lag_records for g in stream.groups if g.group == group), None)
         return None if lag is None else self.stats.offset + lag
 
