@@ -94,3 +94,19 @@ def test_help_defines_under_provisioned_minutes() -> None:
     assert "under-provisioned when the demand exceeds ready pods x capacity" in flat
     assert "examples:" in done.stdout
     assert "MASE" in keiko("forecast", "--help").stdout
+
+
+def test_scale_sim_reports_what_no_controller_reaches(tmp_path: Path) -> None:
+    # a short trace that opens at 100 and jumps to 600 half a minute in: every instant the
+    # HPA misses comes before pods ordered on seeing the jump can be ready
+    src = tmp_path / "opening.csv"
+    rows = [f"{1_700_000_000 + 10 * k},{100 if k < 3 else 600}" for k in range(120)]
+    src.write_text("timestamp,value\n" + "\n".join(rows) + "\n")
+    text = keiko("scale-sim", str(src), "--capacity", "100")
+    assert text.returncode == 0, text.stderr
+    flat = " ".join(text.stdout.split())
+    assert "beyond a controller sized for the largest demand seen so far" in flat
+    assert "no controller gets the ratio below 1.00" in flat
+    done = json.loads(keiko("scale-sim", str(src), "--capacity", "100", "--json").stdout)
+    assert done["hpa_unreachable_min"] == done["hpa_under_min"] > 0
+    assert done["best_possible_ratio"] == 1.0
