@@ -9,10 +9,19 @@ target utilisation) and the peak somewhat more.
 
     .venv/bin/python benchmarks/scale_sim.py [--data /work/shared/data] [--sim-only] [--json]
     .venv/bin/python benchmarks/scale_sim.py --attribution
+    .venv/bin/python benchmarks/scale_sim.py --frontier [--series UPS,code]
+    .venv/bin/python benchmarks/scale_sim.py --scale-in
 
 The scaling comparison uses the defaults of ``SimConfig`` (those of ``keiko scale-sim``).
 ``--attribution`` shows what the HPA's under-provisioned minutes come from: each series
 replayed again with one delay or rule of the HPA removed (for both controllers alike).
+``--frontier`` shows what the predictive policy's two sizing settings can buy: each series
+replayed over a grid of peak quantile x planned utilisation, the best ratio of
+under-provisioned minutes at no more replica-hours than the HPA, and the setting.
+``--scale-in`` replays each series with a backward scale-in window on the predictive policy
+(the HPA's kind; keiko's default is none, as its plan already looks a start-up ahead).
+The table's ``best_possible_ratio`` is the floor no causal controller sized for at most the
+largest demand seen so far gets below (``analytics.forecast.sim``).
 """
 
 from __future__ import annotations
@@ -21,8 +30,10 @@ import argparse
 import csv
 import json
 import math
+import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -139,6 +150,76 @@ def attribution(path: Path) -> dict[str, object]:
     return row
 
 
+QUANTILES = (0.8, 0.9, 0.95, 0.98)
+UTILISATIONS = (0.8, 0.9, 1.0)
+SCALE_IN_WINDOWS = (0.0, 60.0, 120.0, 300.0)
+
+Run = tuple[str, dict[str, float], float, float]  # series, settings, ratio, replica-h ratio
+
+
+def _replay(job: tuple[Path, dict[str, float]]) -> Run:
+    path, settings = job
+    series = read_series_csv(path)
+    config = SimConfig(capacity=capacity_for(series.values)).model_copy(update=settings)
+    result = simulate(series.times, series.values, config)
+    return path.stem, settings, result.under_ratio, result.pred_replica_h / result.hpa_replica_h
+
+
+def replay_all(paths: list[Path], grid: list[dict[str, float]]) -> list[Run]:
+    """Every series under every setting of ``grid``, on all cores."""
+    jobs = [(p, settings) for p in paths for settings in grid]
+    with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return list(pool.map(_replay, jobs))
+
+
+def frontier(paths: list[Path]) -> list[dict[str, object]]:
+    """Per series: the best ratio at <= the HPA's replica-hours over the settings' grid."""
+    grid = [{"peak_quantile": q, "utilisation": u} for q in QUANTILES for u in UTILISATIONS]
+    runs = replay_all(paths, grid)
+    rows: list[dict[str, object]] = []
+    for path in paths:
+        mine = [r for r in runs if r[0] == path.stem]
+        affordable = [r for r in mine if r[3] <= 1.0]
+        best = min(affordable, key=lambda r: r[2]) if affordable else None
+        halved = [r for r in mine if r[2] <= 0.5]
+        cheapest = min(halved, key=lambda r: r[3]) if halved else None
+        rows.append(
+            {
+                "series": path.stem,
+                "best ratio at <= HPA replica-hours": _setting(best),
+                "least replica-hours at ratio <= 0.5": _setting(cheapest),
+                "settings meeting the target": sum(r[2] <= 0.5 and r[3] <= 1.0 for r in mine),
+            }
+        )
+    return rows
+
+
+def scale_in(paths: list[Path]) -> list[dict[str, object]]:
+    """Per series and predictive scale-in window: ratio / replica-hours ratio."""
+    runs = replay_all(paths, [{"scale_in_stabilisation_s": w} for w in SCALE_IN_WINDOWS])
+    rows: list[dict[str, object]] = []
+    for path in paths:
+        row: dict[str, object] = {"series": path.stem}
+        for _, settings, ratio, cost in (r for r in runs if r[0] == path.stem):
+            row[f"{settings['scale_in_stabilisation_s']:.0f} s"] = f"{ratio:.2f} / {cost:.2f}"
+        rows.append(row)
+    return rows
+
+
+def _setting(run: Run | None) -> str:
+    if run is None:
+        return "none"
+    named = ", ".join(f"{k.split('_')[-1]} {v:g}" for k, v in run[1].items())
+    return f"{run[2]:.2f} / {run[3]:.2f} ({named})"
+
+
+def _print_rows(rows: list[dict[str, object]]) -> None:
+    columns = list(rows[0])
+    print(" | ".join(columns))
+    for row in rows:
+        print(" | ".join(str(row[c]) for c in columns))
+
+
 def _fmt(v: object) -> str:
     if v is None:
         return "-"
@@ -163,16 +244,39 @@ def main() -> int:
         help="HPA / predictive under-provisioned minutes with the start-up, the metrics "
         "lag, both, the 15 s sync or the 0.1 tolerance removed",
     )
+    parser.add_argument(
+        "--frontier",
+        action="store_true",
+        help=f"replay each series over peak quantiles {QUANTILES} x utilisations "
+        f"{UTILISATIONS}: the best ratio at no more replica-hours than the HPA",
+    )
+    parser.add_argument(
+        "--scale-in",
+        action="store_true",
+        help=f"replay each series with predictive scale-in windows {SCALE_IN_WINDOWS} s: "
+        "ratio / replica-hours ratio",
+    )
+    parser.add_argument(
+        "--series", default="", help="comma-separated parts of series names to keep"
+    )
     args = parser.parse_args()
     started = time.monotonic()
+    paths = prepare(args.data)
+    if args.series:
+        keep = args.series.split(",")
+        paths = [p for p in paths if any(k in p.stem for k in keep)]
+    if args.frontier or args.scale_in:
+        _print_rows(frontier(paths) if args.frontier else scale_in(paths))
+        print(f"({time.monotonic() - started:.0f} s)", file=sys.stderr)
+        return 0
     if args.attribution:
-        table = [attribution(p) for p in prepare(args.data)]
+        table = [attribution(p) for p in paths]
         print(" | ".join(["series", *VARIANTS]))
         for row in table:
             print(" | ".join(str(row[c]) for c in ["series", *VARIANTS]))
         print(f"({time.monotonic() - started:.0f} s)", file=sys.stderr)
         return 0
-    rows = [evaluate(p, not args.sim_only) for p in prepare(args.data)]
+    rows = [evaluate(p, not args.sim_only) for p in paths]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -191,6 +295,8 @@ def main() -> int:
         "hpa_replica_h",
         "pred_replica_h",
         "replica_h_ratio",
+        "hpa_unreachable_min",
+        "best_possible_ratio",
         "fallback_share",
         "peak_replicas_needed",
         "target_met",
