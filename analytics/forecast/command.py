@@ -295,6 +295,11 @@ def _print_sim(args: argparse.Namespace, r: Any) -> None:
         f"(target <= 1): {'met' if r.target_met else 'NOT met'}; forecast untrusted "
         f"(HPA fallback) {100 * r.fallback_share:.0f}% of the syncs"
     )
+    print(
+        f"replica changes per hour: HPA {r.hpa_changes_per_h:.2f}, predictive "
+        f"{r.pred_changes_per_h:.2f}; scale-ins reversed within 5 min per hour: HPA "
+        f"{r.hpa_reversals_per_h:.2f}, predictive {r.pred_reversals_per_h:.2f}"
+    )
     if r.hpa_unreachable_min > 0:
         print(
             f"beyond a controller sized for the largest demand seen so far (at the HPA's "

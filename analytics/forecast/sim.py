@@ -18,11 +18,13 @@ pods) per 15 s) needs longer to reach than that step is beyond the look-ahead is
 for at once, so a rise the forecast sees coming is ready in time. While the forecast is
 untrusted it is the HPA itself.
 
-Some instants are beyond any causal controller: those whose demand exceeds what the
-largest demand seen by the time their pods had to be ordered (a start-up earlier, seen a
-metrics lag late) needs at the HPA's target, e.g. the opening ramp of a short trace. Even
-a controller that never scales in from that largest demand misses them, so the HPA's
-under-provisioned instants among them bound the ratio any controller can reach.
+Some instants are beyond any causal controller sized for at most the largest demand seen
+so far: those whose demand exceeds what the largest demand seen by the time their pods had
+to be ordered (a start-up earlier, seen a metrics lag late) needs at the HPA's target, e.g.
+the opening ramp of a short trace. Even a controller that never scales in from that
+largest demand misses them, so the HPA's under-provisioned instants among them bound the
+ratio such a controller can reach. Churn is counted too: replica changes per hour, and
+scale-ins reversed (pods wanted back) within 5 minutes.
 """
 
 from __future__ import annotations
@@ -113,6 +115,11 @@ class SimResult:
     # of hpa_under_min / pred_under_min: instants beyond any causal controller (module doc)
     hpa_unreachable_min: float = 0.0
     pred_unreachable_min: float = 0.0
+    # replica changes per hour, and scale-ins reversed within REVERSAL_S per hour (churn)
+    hpa_changes_per_h: float = 0.0
+    pred_changes_per_h: float = 0.0
+    hpa_reversals_per_h: float = 0.0
+    pred_reversals_per_h: float = 0.0
 
     @property
     def under_ratio(self) -> float:
@@ -143,6 +150,9 @@ class SimResult:
         }
 
 
+REVERSAL_S = 300.0  # a scale-out this soon after a scale-in reverses it (the HPA's window)
+
+
 class _Controller:
     """Pods plus the scores of one controller."""
 
@@ -150,10 +160,21 @@ class _Controller:
         self.pods = Pods([start] * replicas)
         self.missed: list[bool] = []  # per sync: under-provisioned
         self.pod_syncs = 0
+        self.changes = self.reversals = 0
+        self.last_total, self.last_in = replicas, -math.inf
 
     def score(self, now: float, demand: float, capacity: float) -> None:
         self.missed.append(demand > self.pods.ready(now) * capacity)
-        self.pod_syncs += self.pods.total()
+        total = self.pods.total()
+        self.pod_syncs += total
+        if total != self.last_total:
+            self.changes += 1
+            if total < self.last_total:
+                self.last_in = now
+            elif now - self.last_in <= REVERSAL_S:
+                self.reversals += 1  # pods removed and wanted back within the window
+                self.last_in = -math.inf
+            self.last_total = total
 
     def under(self, among: np.ndarray | None = None) -> int:
         """Under-provisioned syncs (only those flagged in ``among``)."""
@@ -205,6 +226,7 @@ def simulate(times: np.ndarray, values: np.ndarray, config: SimConfig) -> SimRes
         pred.score(now, d, cap)
     sync_min, sync_h = hpa_c.sync_s / 60.0, hpa_c.sync_s / 3600.0
     beyond = _unreachable(demand, ticks, (start, step), first, config)
+    hours = max(len(ticks) * sync_h, sync_h)
     return SimResult(
         step_s=step,
         duration_h=len(ticks) * sync_h,
@@ -217,6 +239,10 @@ def simulate(times: np.ndarray, values: np.ndarray, config: SimConfig) -> SimRes
         fallback_share=fallback / max(1, len(ticks)),
         hpa_unreachable_min=hpa.under(beyond) * sync_min,
         pred_unreachable_min=pred.under(beyond) * sync_min,
+        hpa_changes_per_h=hpa.changes / hours,
+        pred_changes_per_h=pred.changes / hours,
+        hpa_reversals_per_h=hpa.reversals / hours,
+        pred_reversals_per_h=pred.reversals / hours,
     )
 
 

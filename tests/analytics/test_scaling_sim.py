@@ -43,6 +43,23 @@ def test_constant_demand_is_never_under_provisioned_and_trusted_runs_hotter() ->
     assert result.hpa_under_min == result.pred_under_min == 0
     assert result.hpa_replica_h == 5 * 4
     assert 4 * 4 < result.pred_replica_h < 4 * 4 + 0.5
+    # churn: the HPA never changes, predictive scales in once (5 -> 4) and keeps it
+    assert result.hpa_changes_per_h == 0 and result.pred_changes_per_h == 1 / 4
+    assert result.hpa_reversals_per_h == result.pred_reversals_per_h == 0
+
+
+def test_a_scale_in_wanted_back_within_five_minutes_is_a_reversal() -> None:
+    # 1-min steps alternating 300 / 900 every 3 minutes: the HPA holds the high count
+    # through its 300 s window, a controller with none releases and re-creates pods
+    k = np.arange(240)
+    values = np.where((k // 3) % 2 == 0, 300.0, 900.0)
+    times = 1_700_000_000 + k * 60.0
+    hpa = HpaConfig(scale_down_stabilisation_s=0.0)  # an HPA without its window
+    churning = simulate(times, values, SimConfig(capacity=100.0, min_history_s=1e9, hpa=hpa))
+    steady = simulate(times, values, SimConfig(capacity=100.0, min_history_s=1e9))
+    assert churning.hpa_reversals_per_h >= 8  # every 6-min cycle, 10 per hour
+    assert churning.hpa_changes_per_h >= 2 * churning.hpa_reversals_per_h
+    assert steady.hpa_reversals_per_h == 0 and steady.hpa_changes_per_h < 1
 
 
 def test_a_burst_the_forecast_missed_is_met_as_fast_as_the_hpa_meets_it() -> None:
