@@ -112,7 +112,8 @@ class SimResult:
     hpa_replica_h: float
     pred_replica_h: float
     fallback_share: float  # of syncs where the predictive policy used the reactive size
-    # of hpa_under_min / pred_under_min: instants beyond any causal controller (module doc)
+    # of hpa_under_min / pred_under_min: instants beyond a controller sized for at most the
+    # largest demand seen so far (the module's docstring)
     hpa_unreachable_min: float = 0.0
     pred_unreachable_min: float = 0.0
     # replica changes per hour, and scale-ins reversed within REVERSAL_S per hour (churn)
@@ -130,7 +131,8 @@ class SimResult:
 
     @property
     def best_possible_ratio(self) -> float:
-        """The lowest ratio a causal controller can reach: the HPA's unreachable share."""
+        """The HPA's unreachable share: the lowest ratio a controller sized for at most the
+        largest demand seen so far can reach."""
         if self.hpa_under_min == 0:
             return 0.0
         return self.hpa_unreachable_min / self.hpa_under_min
@@ -253,7 +255,7 @@ def _unreachable(
     first: int,
     config: SimConfig,
 ) -> np.ndarray:
-    """Per sync: whether its demand is beyond any causal controller (the module's docstring).
+    """Per sync: whether its demand is beyond the bound of the module's docstring.
 
     The bound holds the pods for the largest demand seen at the last sync a start-up
     earlier (at least the starting pods) at the HPA's target, and never scales in.
