@@ -306,4 +306,5 @@ def _print_sim(args: argparse.Namespace, r: Any) -> None:
             f"target, ordered a start-up ahead): HPA {r.hpa_unreachable_min:.2f} min, "
             f"predictive {r.pred_unreachable_min:.2f} min; so sized, no controller gets the "
             f"ratio below {r.best_possible_ratio:.2f}"
+            + (" (the target is out of its reach here)" if r.best_possible_ratio > 0.5 else "")
         )
