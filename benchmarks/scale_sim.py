@@ -265,15 +265,11 @@ def main() -> int:
     if args.series:
         keep = args.series.split(",")
         paths = [p for p in paths if any(k in p.stem for k in keep)]
-    if args.frontier or args.scale_in:
-        _print_rows(frontier(paths) if args.frontier else scale_in(paths))
-        print(f"({time.monotonic() - started:.0f} s)", file=sys.stderr)
-        return 0
-    if args.attribution:
-        table = [attribution(p) for p in paths]
-        print(" | ".join(["series", *VARIANTS]))
-        for row in table:
-            print(" | ".join(str(row[c]) for c in ["series", *VARIANTS]))
+    if args.frontier or args.scale_in or args.attribution:
+        if args.attribution:
+            _print_rows([attribution(p) for p in paths])
+        else:
+            _print_rows(frontier(paths) if args.frontier else scale_in(paths))
         print(f"({time.monotonic() - started:.0f} s)", file=sys.stderr)
         return 0
     rows = [evaluate(p, not args.sim_only) for p in paths]
