@@ -234,11 +234,33 @@ def _report_forecast(result: Any, args: argparse.Namespace, out: IO[str]) -> Non
         print(json.dumps({k: _json_num(v) for k, v in scores.items()}), file=out)
         return
     print(
-        f"horizon {args.horizon} steps of {result.step:g} s; MASE {result.mase:.3f} against "
-        f"{result.baseline} over {result.rows_scored} rows; 80% interval coverage "
-        f"{result.coverage:.3f}; daily profile used: {'yes' if result.seasonal else 'no'}",
+        f"horizon {args.horizon} steps of {result.step:g} s; {_mase_text(result)}; "
+        f"80% interval coverage {_coverage_text(result)}; "
+        f"daily profile used: {'yes' if result.seasonal else 'no'}",
         file=out,
     )
+
+
+def _mase_text(result: Any) -> str:
+    # a NaN says nothing to the reader: say why there is no score
+    if result.rows_scored == 0:
+        return (
+            f"MASE not scored: no row has both a forecast and a value of the baseline, "
+            f"{result.baseline} "
+            "(the series is shorter than the horizon plus the baseline's lag)"
+        )
+    if not math.isfinite(result.mase):
+        return (
+            f"MASE undefined over {result.rows_scored} rows: {result.baseline} makes no "
+            f"error (MAE {result.mae:.4g})"
+        )
+    return f"MASE {result.mase:.3f} against {result.baseline} over {result.rows_scored} rows"
+
+
+def _coverage_text(result: Any) -> str:
+    if math.isfinite(result.coverage):
+        return f"{result.coverage:.3f}"
+    return "not scored (no interval yet: too few past errors)"
 
 
 def _json_num(value: Any) -> Any:

@@ -56,6 +56,19 @@ def test_forecast_to_stdout_with_json_scores(tmp_path: Path) -> None:
     assert len(list(csv.reader(io.StringIO(done.stdout)))) == 289
 
 
+def test_forecast_says_why_a_score_is_missing(tmp_path: Path) -> None:
+    short = tmp_path / "short.csv"
+    short.write_text("timestamp,value\n1700006400,1\n1700006700,2\n")
+    done = keiko("forecast", str(short), "--horizon", "5", "-o", str(tmp_path / "o.csv"))
+    assert done.returncode == 0, done.stderr
+    assert "MASE not scored" in done.stderr and "shorter than the horizon" in done.stderr
+    assert "coverage not scored" in done.stderr and "nan" not in done.stderr
+    flat = tmp_path / "flat.csv"
+    flat.write_text("timestamp,value\n" + "".join(f"{1700006400 + 300 * k},3\n" for k in range(50)))
+    done = keiko("forecast", str(flat), "--horizon", "3", "-o", str(tmp_path / "o.csv"))
+    assert "MASE undefined over 47 rows" in done.stderr and "makes no error" in done.stderr
+
+
 def test_bad_input_names_file_and_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("timestamp,value\n2024-01-01 00:00:00,1\n2024-01-01 00:05:00,abc\n")
