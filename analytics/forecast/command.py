@@ -146,10 +146,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sim.add_argument(
         "--min-history",
         type=_duration,
-        default=300.0,
+        default=3600.0,
         metavar="DUR",
-        help="history before trusting forecasts (default 5m; also needs the 9 scored peak "
-        "forecasts the conformal 0.9 bound rests on)",
+        help="history before trusting forecasts (default 1h, the online advisor's; also "
+        "needs the 9 scored peak forecasts the conformal 0.9 bound rests on)",
     )
     sim.add_argument(
         "--max-width",
@@ -317,6 +317,12 @@ def _print_sim(args: argparse.Namespace, r: Any) -> None:
         f"(target <= 1): {'met' if r.target_met else 'NOT met'}; forecast untrusted "
         f"(HPA fallback) {100 * r.fallback_share:.0f}% of the syncs"
     )
+    if r.fallback_share >= 1.0 and r.duration_h * 3600.0 <= args.min_history:
+        print(
+            f"the forecast was never trusted: the series is shorter than --min-history "
+            f"({args.min_history:g} s), so the predictive policy was the HPA throughout; "
+            "--min-history 5m trusts it sooner than keiko's advisor would"
+        )
     print(
         f"replica changes per hour: HPA {r.hpa_changes_per_h:.2f}, predictive "
         f"{r.pred_changes_per_h:.2f}; scale-ins reversed within 5 min per hour: HPA "

@@ -65,7 +65,10 @@ class SimConfig(Strict):
         "(also of its floor: the rate seen now).",
     )
     min_history_s: float = Field(
-        default=300.0, ge=0, description="History before trusting forecasts (s)."
+        default=WorkloadScaling.model_fields["min_history_s"].default,
+        ge=0,
+        description="History before trusting forecasts (s); by default the online advisor's, "
+        "so the replay is of keiko's own policy.",
     )
     max_relative_width: float = Field(
         default=5.0, gt=0, description="Widest trusted interval / max(peak, one pod's share)."

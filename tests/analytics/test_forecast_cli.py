@@ -123,3 +123,17 @@ def test_scale_sim_reports_what_no_controller_reaches(tmp_path: Path) -> None:
     done = json.loads(keiko("scale-sim", str(src), "--capacity", "100", "--json").stdout)
     assert done["hpa_unreachable_min"] == done["hpa_under_min"] > 0
     assert done["best_possible_ratio"] == 1.0
+    # 20 minutes of data: shorter than the advisor's hour of history, and said so
+    assert "the forecast was never trusted: the series is shorter than --min-history" in flat
+    assert done["fallback_share"] == 1.0 and done["under_ratio"] == 1.0
+    sooner = keiko("scale-sim", str(src), "--capacity", "100", "--min-history", "5m")
+    assert "never trusted" not in sooner.stdout
+
+
+def test_scale_sim_replays_the_advisors_trust_default() -> None:
+    from analytics.forecast.config import WorkloadScaling
+    from analytics.forecast.sim import SimConfig
+
+    advisor = WorkloadScaling(capacity_per_replica=1.0).min_history_s
+    assert SimConfig(capacity=1.0).min_history_s == advisor
+    assert f"default {advisor / 3600:g}h" in keiko("scale-sim", "--help").stdout
