@@ -136,7 +136,7 @@ def out_of_sample(paths: list[Path]) -> list[dict[str, object]]:
         rows = list(pool.map(evaluate, paths, [False] * len(paths)))
     keep = ["series", "hpa_under_min", "pred_under_min", "under_ratio", "replica_h_ratio"]
     keep += ["best_possible_ratio", "target_met"]
-    return [{k: _fmt(row[k]) for k in keep} for row in rows]
+    return [{k: row[k] for k in keep} for row in rows]
 
 
 def prepare(data: Path) -> list[Path]:
@@ -272,9 +272,9 @@ def _fmt(v: object) -> str:
 
 
 def _print_petshop(rows: list[dict[str, object]], started: float) -> int:
-    _print_rows(rows)
+    _print_rows([{k: _fmt(v) for k, v in row.items()} for row in rows])
     short = [r for r in rows if float(str(r["hpa_under_min"])) >= 1.0]
-    met = [r for r in short if r["target_met"] == "True"]
+    met = [r for r in short if r["target_met"]]
     print(
         f"{len(rows)} series; the HPA is short at least a minute on {len(short)}; "
         f"the target is met on {len(met)} of those"
