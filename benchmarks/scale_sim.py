@@ -12,6 +12,7 @@ target utilisation) and the peak somewhat more.
     .venv/bin/python benchmarks/scale_sim.py --frontier [--series UPS,code]
     .venv/bin/python benchmarks/scale_sim.py --scale-in
     .venv/bin/python benchmarks/scale_sim.py --trust
+    .venv/bin/python benchmarks/scale_sim.py --learn-at-close
     .venv/bin/python benchmarks/scale_sim.py --petshop
 
 The scaling comparison uses the defaults of ``SimConfig`` (those of ``keiko scale-sim``).
@@ -24,6 +25,9 @@ under-provisioned minutes at no more replica-hours than the HPA, and the setting
 (the HPA's kind; keiko's default is none, as its plan already looks a start-up ahead).
 ``--trust`` replays each series with the forecast trusted after 5, 15, 30 and 60 minutes
 of history (60, the online advisor's default, is ``keiko scale-sim``'s too).
+``--learn-at-close`` replays each series with steps learnt only once they have ended, as the
+online advisor learns them, instead of when first seen (the replay's demand is constant
+within a step, so the rate seen 30 s in is already the step's).
 ``--petshop`` replays PetShop's per-component request series (``../shared/data/rca``, out
 of sample): on those where the HPA is never short the target says nothing, so it counts
 the others.
@@ -237,14 +241,18 @@ def frontier(paths: list[Path]) -> list[dict[str, object]]:
     return rows
 
 
-def sweep(paths: list[Path], setting: str, values: tuple[float, ...]) -> list[dict[str, object]]:
-    """Per series and value of one ``SimConfig`` setting (s): ratio / replica-hours ratio."""
+def sweep(
+    paths: list[Path], setting: str, values: tuple[float, ...] | tuple[bool, ...]
+) -> list[dict[str, object]]:
+    """Per series and value of one ``SimConfig`` setting: ratio / replica-hours ratio."""
     runs = replay_all(paths, [{setting: v} for v in values])
     rows: list[dict[str, object]] = []
     for path in paths:
         row: dict[str, object] = {"series": path.stem}
         for _, settings, ratio, cost in (r for r in runs if r[0] == path.stem):
-            row[f"{settings[setting]:.0f} s"] = f"{ratio:.2f} / {cost:.2f}"
+            value = settings[setting]
+            label = f"{setting} {value}" if isinstance(value, bool) else f"{value:.0f} s"
+            row[label] = f"{ratio:.2f} / {cost:.2f}"
         rows.append(row)
     return rows
 
@@ -318,6 +326,12 @@ def main() -> int:
         "history: ratio / replica-hours ratio",
     )
     parser.add_argument(
+        "--learn-at-close",
+        action="store_true",
+        help="replay each series with steps learnt when first seen and once they have "
+        "ended (as the online advisor learns them): ratio / replica-hours ratio",
+    )
+    parser.add_argument(
         "--petshop",
         action="store_true",
         help="replay PetShop's request series (out of sample) and count where the HPA is "
@@ -334,13 +348,15 @@ def main() -> int:
     if args.series:
         keep = args.series.split(",")
         paths = [p for p in paths if any(k in p.stem for k in keep)]
-    if args.frontier or args.scale_in or args.attribution or args.trust:
+    if args.frontier or args.scale_in or args.attribution or args.trust or args.learn_at_close:
         if args.attribution:
             _print_rows([attribution(p) for p in paths])
         elif args.frontier:
             _print_rows(frontier(paths))
         elif args.scale_in:
             _print_rows(sweep(paths, "scale_in_stabilisation_s", SCALE_IN_WINDOWS))
+        elif args.learn_at_close:
+            _print_rows(sweep(paths, "learn_at_close", (False, True)))
         else:
             _print_rows(sweep(paths, "min_history_s", TRUST_AFTER))
         print(f"({time.monotonic() - started:.0f} s)", file=sys.stderr)

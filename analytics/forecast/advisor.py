@@ -2,14 +2,18 @@
 
 Feed it every observation of a workload's request rate (optionally with its current
 replicas and latency, from which capacity is learnt when not configured). Rates are
-averaged over fixed steps; when a step closes the forecaster learns it and an ``Advice``
-comes back: replicas for the ``peak_quantile`` of the forecast peak over [now, now +
-start-up + horizon] (a pod removed now is back only a start-up later) at the predictive
-utilisation plus headroom, never below what the current rate needs at that utilisation,
-scaled in only to the highest advice of the stabilisation window (none by default). While
-the forecast is not trusted (too little history, too few scored forecasts, an interval
-wider than ``max_relative_width`` x the peak) the advice is the reactive size for the
-current rate at the target utilisation, with ``mode="reactive"`` and the reason.
+averaged over fixed steps, which the forecaster learns as they close; every observation
+gets an ``Advice`` from the same :class:`~analytics.forecast.policy.Planner` that
+``keiko scale-sim`` replays: replicas for the ``peak_quantile`` of the forecast peak of the
+steps still to come within start-up + horizon of the observation (a pod removed now is
+back only a start-up later; a rise beyond the HPA's scale-up limits is started early) at
+the predictive utilisation plus headroom, never below what the rate just seen needs at that
+utilisation (at the reactive target when the forecast is behind it), scaled in only to the
+highest advice of the stabilisation window (none by default). While the forecast is not
+trusted (too little history, too few scored forecasts, an interval wider than
+``max_relative_width`` x the peak) the advice is the reactive size for the rate seen at the
+target utilisation, held through the HPA's own 300-s scale-in window, with
+``mode="reactive"`` and the reason.
 
 Export: ``AdvisorCollector`` serves ``keiko_scaling_desired_replicas{workload}``. A KEDA
 ``prometheus`` trigger with ``query: keiko_scaling_desired_replicas{workload="checkout"}``,
@@ -37,7 +41,7 @@ from prometheus_client.registry import Collector
 from analytics.forecast.capacity import CapacityLearner
 from analytics.forecast.config import AdvisorConfig, WorkloadScaling
 from analytics.forecast.hpa import Stabiliser
-from analytics.forecast.policy import Decision, Peak, PeakForecaster, decide, replicas_for
+from analytics.forecast.policy import Decision, Peak, PeakForecaster, Planner
 
 _SNAPSHOT_VERSION = 1
 
@@ -70,8 +74,12 @@ class _Workload:
         self.scaling = scaling
         fc = config.forecaster.model_copy(update={"step_s": config.step_s})
         self.forecaster = PeakForecaster(fc, scaling)
+        self.planner = Planner(self.forecaster, scaling)
         self.capacity = CapacityLearner(scaling.latency_objective_s)
-        self.stabiliser = Stabiliser(scaling.scale_in_stabilisation_s)
+        # keeps the longer of the two windows; each advice applies its mode's
+        self.stabiliser = Stabiliser(
+            max(scaling.scale_in_stabilisation_s, scaling.reactive_scale_in_s)
+        )
         self.slot = -1  # the step being filled
         self.total, self.count = 0.0, 0
         self.first_time = math.nan
@@ -97,7 +105,7 @@ class ScalingAdvisor:
         replicas: float | None = None,
         latency: float | None = None,
     ) -> Advice | None:
-        """Take one observation; returns advice when it closes a step, else None."""
+        """Take one observation; the advice it leads to (None when out of order or NaN)."""
         w = self._get(workload)
         if replicas is not None:
             w.observed_replicas = replicas
@@ -106,18 +114,18 @@ class ScalingAdvisor:
         slot = math.floor(time / self.config.step_s)
         if math.isnan(w.first_time):
             w.first_time = time
-        advice = None
         if slot < w.slot:
             self.out_of_order += 1
             return None
         if slot > w.slot and w.count:
-            advice = self._close_step(workload, w, replicas)
+            w.forecaster.learn(w.slot * self.config.step_s, w.total / w.count)
         if slot > w.slot:
             w.slot, w.total, w.count = slot, 0.0, 0
-        if math.isfinite(rate):
-            w.total += rate
-            w.count += 1
-        return advice
+        if not math.isfinite(rate):
+            return None
+        w.total += rate
+        w.count += 1
+        return self._advise(workload, w, time, rate, replicas)
 
     def latest(self, workload: str) -> Advice | None:
         """The last advice for ``workload``."""
@@ -144,28 +152,30 @@ class ScalingAdvisor:
         self._workloads.move_to_end(name)
         return w
 
-    def _close_step(self, name: str, w: _Workload, replicas: float | None) -> Advice:
-        step = self.config.step_s
-        rate = w.total / w.count
-        w.forecaster.learn(w.slot * step, rate)
-        now = (w.slot + 1) * step
+    def _advise(
+        self, name: str, w: _Workload, now: float, rate: float, replicas: float | None
+    ) -> Advice:
         s = w.scaling
         capacity, cap_note = self._capacity(w)
         if capacity is None:
             held = int(replicas) if replicas is not None else max(w.replicas, s.min_replicas)
             decision = Decision(held, "reactive", cap_note, Peak(*(math.nan,) * 4))
         else:
-            reactive = replicas_for(rate, capacity, s)
-            floor = replicas_for(rate, capacity, s, s.predictive_utilisation)
-            history = now - w.first_time
-            decision = decide(w.forecaster, now, reactive, capacity, s, history, floor=floor)
-        stable = w.stabiliser.apply(now, w.replicas, decision.replicas)
+            # the pods there now (as reported, else as advised) bound how fast a rise ramps
+            current = int(replicas) if replicas is not None and replicas >= 0 else w.replicas
+            # the step being filled is served by the pods there now (sized for the rate
+            # seen); the plan is for the steps after it, learnt up to the one before it
+            step = self.config.step_s
+            history = max(0.0, w.slot * step - w.first_time)
+            decision = w.planner.advise(now, rate, current, capacity, (w.slot + 1) * step, history)
+        down_s = (
+            s.scale_in_stabilisation_s if decision.mode == "predictive" else s.reactive_scale_in_s
+        )
+        stable = w.stabiliser.apply(now, w.replicas, decision.replicas, down_s)
         w.replicas = max(s.min_replicas, min(s.max_replicas, stable))
         reason = decision.reason + (f"; {cap_note}" if cap_note and capacity else "")
         if w.replicas > decision.replicas:
-            reason += (
-                f"; held at {w.replicas} by the {s.scale_in_stabilisation_s:.0f} s scale-in window"
-            )
+            reason += f"; held at {w.replicas} by the {down_s:.0f} s scale-in window"
         p = decision.peak
         w.last = Advice(
             name,

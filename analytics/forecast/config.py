@@ -98,8 +98,9 @@ class WorkloadScaling(Strict):
         default=60.0,
         gt=0,
         description="Look-ahead after the start-up delay (s): the plan covers "
-        "[now, now + startup + horizon]. The time to the next advice (one step) is enough: "
-        "every advice plans again, and a longer look-ahead only holds pods for later peaks.",
+        "[now, now + startup + horizon]. The time to the next advice (the interval between a "
+        "workload's rate observations) is enough: every observation plans again, and a longer "
+        "look-ahead only holds pods for later peaks.",
     )
     startup_s: float = Field(
         default=60.0, ge=0, description="Time for a new pod to become ready (s)."
@@ -109,6 +110,13 @@ class WorkloadScaling(Strict):
         ge=0,
         description="Scale in only to the highest recommendation of this window (s). The plan "
         "already covers the start-up a removed pod would need to come back, so none is needed.",
+    )
+    reactive_scale_in_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="While the advice is reactive, scale in only to its highest of this window "
+        "(s): the HPA's own default, which keiko keeps because the HPA carrying the advice out "
+        "is told to use none.",
     )
     min_replicas: int = Field(default=1, ge=0, description="Lower bound on the advice.")
     max_replicas: int = Field(default=100, ge=1, description="Upper bound on the advice.")

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from analytics.forecast.config import ForecasterConfig, WorkloadScaling
+from analytics.forecast.hpa import HpaConfig, ramp_s
 from analytics.forecast.intervals import ResidualQuantiles, Ring
 from analytics.forecast.model import Forecaster
 
@@ -237,3 +238,116 @@ def _distrust(
             f"is {width:.2f} x the peak, more than {scaling.max_relative_width:g})"
         )
     return ""
+
+
+class Planner:
+    """The advice at any instant, made again at every sync or observation.
+
+    Between two learnt steps the forecast does not change, but the instant does: the plan
+    covers the steps after the one being seen (served by the pods there now, sized for the
+    rate seen) that a pod created now (or not removed now) must serve, up to now + start-up
+    + horizon, so pods for a step are ordered a start-up before it and released once it is
+    seen. The HPA that carries the advice out adds at most max(100%, 4
+    pods) per 15 s (``scale_up``, Kubernetes' default policies), so a large rise must be
+    started earlier than one start-up ahead: a later step whose need takes longer to ramp up
+    to than its distance beyond the look-ahead is planned for now. Never below what the rate
+    seen needs at the predictive utilisation; when that is more than the plan, the forecast
+    is behind (a burst it missed) and the rate seen is sized at the reactive target, so a
+    miss is met as fast and as amply as the HPA meets it. Decisions are cached per
+    look-ahead until a step is learnt.
+    """
+
+    def __init__(
+        self,
+        forecaster: PeakForecaster,
+        scaling: WorkloadScaling,
+        scale_up: HpaConfig | None = None,
+    ) -> None:
+        self.forecaster, self.scaling = forecaster, scaling
+        self.scale_up = scale_up or HpaConfig()
+        self._key: tuple[float, float, float] = (math.nan, math.nan, math.nan)
+        self._cache: dict[int, Decision] = {}
+
+    @property
+    def step(self) -> float:
+        """Step of the forecast series (s)."""
+        return self.forecaster.step
+
+    def advise(
+        self,
+        now: float,
+        rate: float,
+        current: int,
+        capacity: float,
+        unseen: float,
+        history_s: float,
+    ) -> Decision:
+        """Replicas wanted at ``now`` (before stabilisation), and why.
+
+        ``rate``: the rate seen now; ``current``: replicas provisioned now; ``unseen``: the
+        start of the first step after the one being seen; ``history_s``: the time the
+        forecaster's learnt steps cover. Reactive (``rate`` at the target) while untrusted.
+        """
+        s = self.scaling
+        decision, ahead = self._plan(now, current, capacity, unseen, history_s)
+        if decision.mode != "predictive":
+            return Decision(
+                replicas_for(rate, capacity, s), "reactive", decision.reason, decision.peak
+            )
+        planned = decision.replicas if ahead else 0
+        floor = replicas_for(rate, capacity, s, s.predictive_utilisation)
+        if not ahead:
+            reason = (
+                f"the rate seen {rate:.4g} at {100 * s.predictive_utilisation:.0f}% utilisation: "
+                "no step still to come starts within the start-up and horizon"
+            )
+            return Decision(floor, "predictive", reason, decision.peak)
+        if floor > planned:
+            wanted = replicas_for(rate, capacity, s)
+            reason = (
+                f"{decision.reason}; the rate seen {rate:.4g} is above the forecast and asks "
+                f"for {wanted} at the {100 * s.target_utilisation:.0f}% target"
+            )
+            return Decision(wanted, "predictive", reason, decision.peak)
+        return decision
+
+    def _plan(
+        self, now: float, current: int, capacity: float, unseen: float, history_s: float
+    ) -> tuple[Decision, int]:
+        """The decision for the unseen steps within reach of ``now``, and how many."""
+        key = (unseen, capacity, history_s)
+        if key != self._key:
+            self._key, self._cache = key, {}
+        end = now + self.scaling.startup_s + self.scaling.horizon_s
+        ahead = self._ahead(unseen, end)
+        decision = self._decide(now, unseen, ahead, capacity, history_s)
+        longest = ramp_s(current, self.scaling.max_replicas, self.scale_up)
+        if decision.mode != "predictive" or not math.isfinite(longest):
+            return decision, ahead  # nothing to start early
+        planned = decision.replicas if ahead else 0
+        period = self.scale_up.scale_up_period_s
+        extra = period
+        while extra <= longest:
+            later_ahead = self._ahead(unseen, end + extra)
+            later = self._decide(now, unseen, later_ahead, capacity, history_s)
+            if (
+                later_ahead > ahead
+                and later.replicas > planned
+                and ramp_s(current, later.replicas, self.scale_up) >= extra
+            ):
+                decision, ahead, planned = later, later_ahead, later.replicas
+            extra += period
+        return decision, ahead
+
+    def _ahead(self, unseen: float, end: float) -> int:
+        return max(0, math.ceil((end - unseen) / self.step))
+
+    def _decide(
+        self, now: float, unseen: float, ahead: int, capacity: float, history_s: float
+    ) -> Decision:
+        if ahead not in self._cache:
+            window = (unseen, unseen + (max(ahead, 1) - 1) * self.step)
+            self._cache[ahead] = decide(
+                self.forecaster, now, 0, capacity, self.scaling, history_s, window
+            )
+        return self._cache[ahead]

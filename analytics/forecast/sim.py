@@ -1,22 +1,24 @@
 """Replay a request-rate series through the Kubernetes HPA and through predictive scaling.
 
 Time advances in HPA sync periods (15 s). The demand during a step of the series is that
-step's value. At every sync each controller may scale, then the instant is scored:
-under-provisioned when the demand exceeds ready pods x capacity per pod. Under-provisioned
-minutes = (under-provisioned instants) x 15 s / 60. Replica-hours = provisioned pods
-(starting or ready) x 15 s / 3600, summed. Both controllers see the demand as it was
-``metrics_lag_s`` earlier; as the demand is constant within a step, the rate seen is that
-step's rate and the forecaster learns it then. Both share the start-up delay and the HPA's
-scale-up rate limits. The predictive controller plans, every sync, for the steps not seen
-yet up to now + start-up + horizon (the pods it keeps or creates now must cover them, as
-a pod removed now is back only a start-up later): the ``peak_quantile`` of their forecast
-peak at ``utilisation``, never below what the rate seen needs at that utilisation, or at
-the HPA's target when the rate seen needs more than the forecast (a burst the forecast
-missed is met as fast and as amply as the HPA meets it); it scales in after its own
-window (none by default). A later step whose pods the HPA's scale-up limit (max(100%, 4
-pods) per 15 s) needs longer to reach than that step is beyond the look-ahead is planned
-for at once, so a rise the forecast sees coming is ready in time. While the forecast is
-untrusted it is the HPA itself.
+step's value. At every sync each controller may scale, then the instant is scored: under-
+provisioned when the demand exceeds ready pods x capacity per pod. Under-provisioned minutes
+= (under-provisioned instants) x 15 s / 60. Replica-hours = provisioned pods (starting or
+ready) x 15 s / 3600, summed. Both controllers see the demand as it was ``metrics_lag_s``
+earlier; as the demand is constant within a step, the rate seen is that step's rate. The
+forecaster learns a step once it has ended, as the online advisor does
+(``learn_at_close=False``: when first seen, as an advisor with finer steps would). Both
+share the start-up delay and the HPA's scale-up rate limits. The predictive controller is
+the online advisor's :class:`~analytics.forecast.policy.Planner`: it plans, every sync, for
+the steps after the one being seen up to now + start-up + horizon (the pods it keeps or
+creates now must cover them, as a pod removed now is back only a start-up later): the
+``peak_quantile`` of their forecast peak at ``utilisation``, never below what the rate seen
+needs at that utilisation, or at the HPA's target when the rate seen needs more than the
+forecast (a burst the forecast missed is met as fast and as amply as the HPA meets it); it
+scales in after its own window (none by default). A later step whose pods the HPA's scale-up
+limit (max(100%, 4 pods) per 15 s) needs longer to reach than that step is beyond the look-
+ahead is planned for at once, so a rise the forecast sees coming is ready in time. While the
+forecast is untrusted it is the HPA itself.
 
 Some instants are beyond any causal controller sized for at most the largest demand seen
 so far: those whose demand exceeds what the largest demand seen by the time their pods had
@@ -37,8 +39,8 @@ from pydantic import Field
 
 from analytics.forecast.backtest import to_grid
 from analytics.forecast.config import ForecasterConfig, WorkloadScaling
-from analytics.forecast.hpa import Hpa, HpaConfig, Pods, ramp_s
-from analytics.forecast.policy import Decision, PeakForecaster, decide, replicas_for
+from analytics.forecast.hpa import Hpa, HpaConfig, Pods
+from analytics.forecast.policy import PeakForecaster, Planner, replicas_for
 from keiko.store.config import Strict
 
 
@@ -81,6 +83,12 @@ class SimConfig(Strict):
     )
     forecaster: ForecasterConfig = Field(
         default_factory=ForecasterConfig, description="Forecaster."
+    )
+    learn_at_close: bool = Field(
+        default=True,
+        description="Learn a step once it has ended, as the online advisor does (it averages "
+        "each step's observations). False: when first seen, as an advisor with finer steps "
+        "would on demand that is constant within a step of the series.",
     )
 
     def scaling(self) -> WorkloadScaling:
@@ -197,32 +205,29 @@ def simulate(times: np.ndarray, values: np.ndarray, config: SimConfig) -> SimRes
     hpa, pred = _Controller(first, start), _Controller(first, start)
     hpa_ctl, pred_ctl = Hpa(hpa_c), Hpa(hpa_c)
     forecaster = PeakForecaster(config.forecaster.model_copy(update={"step_s": step}), scaling)
-    planner = _Planner(forecaster, cap, scaling, hpa_c, (start, step))
-    learnt, fallback = 0, 0
+    planner = Planner(forecaster, scaling, hpa_c)
+    learnt, fallback, closed = 0, 0, int(config.learn_at_close)
     ticks = np.arange(start, start + len(demand) * step, hpa_c.sync_s)
     for now in ticks:
         seen = now - hpa_c.metrics_lag_s
         observed = float(demand[_index(seen, start, step, len(demand))])
         # the demand is constant within a step: the rate seen is that step's rate, learnt
-        # at once (as the HPA acts on it at once)
-        while learnt < len(demand) and start + learnt * step <= seen:
+        # at once (as the HPA acts on it at once) unless only once the step has ended
+        while learnt < len(demand) and start + (learnt + closed) * step <= seen:
             forecaster.learn(start + learnt * step, float(grid.values[learnt]))
             learnt += 1
         hpa_ctl.sync(now, hpa.pods, observed, cap)
-        reactive = pred_ctl.desired(now, pred.pods, observed, cap)
         current = pred.pods.total()
-        decision, ahead = planner.plan(now, learnt, current)
+        # the step being seen is served by the pods there now (sized for the rate seen):
+        # the plan is for the steps after it
+        unseen = start + (_index(seen, start, step, len(demand)) + 1) * step
+        decision = planner.advise(now, observed, current, cap, unseen, learnt * step)
         fallback += decision.mode == "reactive"
-        # trusted: the forecast of the steps ahead, never below what the rate seen needs;
-        # when that is more than the forecast, the forecast is behind (a burst it missed):
-        # then the rate seen is sized at the HPA's target, as the HPA would size it
-        floor = replicas_for(observed, cap, scaling, scaling.predictive_utilisation)
-        planned = decision.replicas if ahead else 0
-        if ahead and floor > planned:
-            floor = replicas_for(observed, cap, scaling)
-        want = reactive if decision.mode == "reactive" else max(planned, floor)
-        # in fallback it is the HPA: its own scale-down window too
-        down_s = None if decision.mode == "reactive" else scaling.scale_in_stabilisation_s
+        # in fallback it is the HPA itself: its recommendation and its scale-down window
+        if decision.mode == "reactive":
+            want, down_s = pred_ctl.desired(now, pred.pods, observed, cap), None
+        else:
+            want, down_s = decision.replicas, scaling.scale_in_stabilisation_s
         new = pred_ctl.normalise(now, current, want, down_s)
         pred_ctl.record(now, current, new)
         pred.pods.scale_to(new, now, hpa_c.startup_s)
@@ -273,71 +278,6 @@ def _unreachable(
     held = np.where(ordered >= 0, np.maximum(need[np.maximum(ordered, 0)], first), first)
     now = np.clip(((ticks - start) // step).astype(np.int64), 0, n - 1)
     return np.asarray(demand[now] > held * cap)
-
-
-class _Planner:
-    """The predictive plan at each sync: decisions cached per look-ahead until a step is learnt.
-
-    The plan covers the steps not seen yet that a pod created now (or not removed now) must
-    serve: up to now + start-up + horizon. The HPA that carries the plan out adds at most
-    max(100%, 4 pods) per 15 s, so a large rise must be started earlier than one start-up
-    ahead: a later step whose need takes longer to ramp up to than its distance beyond the
-    look-ahead is planned for now.
-    """
-
-    def __init__(
-        self,
-        forecaster: PeakForecaster,
-        capacity: float,
-        scaling: WorkloadScaling,
-        hpa: HpaConfig,
-        grid: tuple[float, float],
-    ) -> None:
-        self.forecaster, self.capacity, self.scaling, self.hpa = forecaster, capacity, scaling, hpa
-        self.start, self.step = grid
-        self.learnt = -1
-        self.cache: dict[int, Decision] = {}
-
-    def plan(self, now: float, learnt: int, current: int) -> tuple[Decision, int]:
-        """The decision for ``now`` and how many unseen steps it covers."""
-        if learnt != self.learnt:
-            self.learnt, self.cache = learnt, {}
-        end = now + self.hpa.startup_s + self.scaling.horizon_s
-        ahead = self._ahead(end)
-        decision = self._decide(now, ahead)
-        if decision.mode != "predictive":
-            return decision, ahead
-        period = self.hpa.scale_up_period_s
-        longest = ramp_s(current, self.scaling.max_replicas, self.hpa)
-        if not math.isfinite(longest):
-            return decision, ahead  # no scale-up policy: nothing to start early
-        planned = decision.replicas if ahead else 0
-        extra = period
-        while extra <= longest:
-            later_ahead = self._ahead(end + extra)
-            later = self._decide(now, later_ahead)
-            if (
-                later_ahead > ahead
-                and later.replicas > planned
-                and ramp_s(current, later.replicas, self.hpa) >= extra
-            ):
-                decision, ahead, planned = later, later_ahead, later.replicas
-            extra += period
-        return decision, ahead
-
-    def _ahead(self, end: float) -> int:
-        unseen = self.start + self.learnt * self.step
-        return max(0, math.ceil((end - unseen) / self.step))
-
-    def _decide(self, now: float, ahead: int) -> Decision:
-        if ahead not in self.cache:
-            unseen = self.start + self.learnt * self.step
-            window = (unseen, unseen + (max(ahead, 1) - 1) * self.step)
-            history = self.learnt * self.step
-            self.cache[ahead] = decide(
-                self.forecaster, now, 0, self.capacity, self.scaling, history, window
-            )
-        return self.cache[ahead]
 
 
 def _index(time: float, start: float, step: float, size: int) -> int:

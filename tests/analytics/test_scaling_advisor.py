@@ -24,7 +24,7 @@ def advisor(**scaling: float) -> ScalingAdvisor:
 def feed(
     adv: ScalingAdvisor, rates: np.ndarray, start: float = 0.0, name: str = "api"
 ) -> list[Advice]:
-    """Two observations per step (at +0 s and +30 s); the advice of every closed step."""
+    """Two observations per step (at +0 s and +30 s); the advice of every one."""
     out = []
     for i, rate in enumerate(rates):
         for offset in (0.0, 30.0):
@@ -36,11 +36,20 @@ def feed(
 
 def test_too_little_history_falls_back_to_reactive_and_says_so() -> None:
     advices = feed(advisor(), np.full(10, 35.0))
-    assert len(advices) == 9  # the 10th step is still open
+    assert len(advices) == 20  # every observation is advised on
     first = advices[0]
     assert first.mode == "reactive"
     assert "history" in first.reason and "reactive" in first.reason
     assert first.replicas == math.ceil(35.0 / (10.0 * 0.7))  # 5: the rate at 70%
+
+
+def test_reactive_advice_keeps_the_hpas_scale_in_window() -> None:
+    # the HPA carrying the advice out is told to use no window: keiko keeps its 300 s
+    adv = advisor()
+    feed(adv, np.full(3, 70.0))
+    low = feed(adv, np.full(10, 7.0), start=3 * STEP)
+    assert low[0].replicas == 10 and "held at 10 by the 300 s" in low[0].reason
+    assert low[-1].replicas == 1  # 300 s after the last high advice
 
 
 def test_trusted_forecast_gives_predictive_advice_for_the_peak() -> None:
@@ -62,9 +71,41 @@ def test_scale_in_waits_for_the_stabilisation_window() -> None:
     high = feed(adv, np.full(5, 70.0))
     assert high[-1].replicas == 10
     low = feed(adv, np.full(10, 7.0), start=5 * STEP)
-    assert low[0].current_rate == 70.0  # closes the last high step
-    assert low[1].replicas == 10 and "held" in low[1].reason
+    assert low[0].current_rate == 7.0  # the rate just seen
+    assert low[2].replicas == 10 and "held" in low[2].reason
     assert low[-1].replicas < 10  # after 300 s the lower advice wins
+
+
+def test_a_burst_is_met_at_the_observation_that_sees_it_not_at_the_steps_close() -> None:
+    rng = np.random.default_rng(2)
+    adv = advisor()
+    calm = feed(adv, 40 + rng.normal(0, 1, 60))
+    assert calm[-1].mode == "predictive" and calm[-1].replicas == 5
+    burst = adv.observe("api", 60 * STEP, 140.0)
+    assert burst is not None and burst.mode == "predictive"
+    assert burst.replicas == math.ceil(140.0 / 7.0)  # at the reactive target, at once
+    assert "above the forecast" in burst.reason
+
+
+def test_pods_for_the_next_step_are_ordered_a_start_up_before_it() -> None:
+    # 5-minute steps on a rising trend: the step being filled is served by the pods there,
+    # sized for the rate seen, until the next, higher step starts within start-up + horizon
+    # (60 s + 60 s) of the observation; from then on the advice is for its forecast peak
+    step = 300.0
+    scaling = WorkloadScaling(capacity_per_replica=1.0, min_history_s=0.0, max_replicas=1000)
+    adv = ScalingAdvisor(AdvisorConfig(step_s=step, defaults=scaling))
+    rates = 100 + 5.0 * np.arange(80)
+    for i, rate in enumerate(rates[:78]):
+        for k in range(20):
+            adv.observe("w", i * step + 15.0 * k, float(rate))
+    during = [adv.observe("w", 78 * step + 15.0 * k, float(rates[78])) for k in range(20)]
+    assert all(a is not None and a.mode == "predictive" for a in during)
+    replicas = [a.replicas for a in during if a is not None]
+    reasons = [a.reason for a in during if a is not None]
+    # the next step is in reach from 195 s on (195 + 120 > 300): its pods are ready by 255 s
+    assert set(replicas[:13]) == {math.ceil(rates[78] / 0.9)}
+    assert all("no step still to come" in r for r in reasons[:13])
+    assert min(replicas[13:]) > replicas[12] and "forecast peak" in reasons[13]
 
 
 def test_snapshot_restore_round_trips() -> None:
