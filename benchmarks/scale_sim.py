@@ -12,7 +12,8 @@ target utilisation) and the peak somewhat more.
     .venv/bin/python benchmarks/scale_sim.py --frontier [--series UPS,code]
     .venv/bin/python benchmarks/scale_sim.py --scale-in
     .venv/bin/python benchmarks/scale_sim.py --trust
-    .venv/bin/python benchmarks/scale_sim.py --learn-at-close
+    .venv/bin/python benchmarks/scale_sim.py --nowcast
+    .venv/bin/python benchmarks/scale_sim.py --tolerance
     .venv/bin/python benchmarks/scale_sim.py --petshop
 
 The scaling comparison uses the defaults of ``SimConfig`` (those of ``keiko scale-sim``).
@@ -25,9 +26,10 @@ under-provisioned minutes at no more replica-hours than the HPA, and the setting
 (the HPA's kind; keiko's default is none, as its plan already looks a start-up ahead).
 ``--trust`` replays each series with the forecast trusted after 5, 15, 30 and 60 minutes
 of history (60, the online advisor's default, is ``keiko scale-sim``'s too).
-``--learn-at-close`` replays each series with steps learnt only once they have ended, as the
-online advisor learns them, instead of when first seen (the replay's demand is constant
-within a step, so the rate seen 30 s in is already the step's).
+``--nowcast`` replays each series with and without the advisor's nowcast (the plan made
+from a copy of the forecaster that has learnt the step being seen so far, before it ends).
+``--tolerance`` replays each series with the advice carried out by an HPA that keeps its
+default 0.1 tolerance (clusters where it cannot be set to 0).
 ``--petshop`` replays PetShop's per-component request series (``../shared/data/rca``, out
 of sample): on those where the HPA is never short the target says nothing, so it counts
 the others.
@@ -200,6 +202,7 @@ QUANTILES = (0.8, 0.9, 0.95, 0.98)
 UTILISATIONS = (0.8, 0.9, 1.0)
 SCALE_IN_WINDOWS = (0.0, 60.0, 120.0, 300.0)
 TRUST_AFTER = (300.0, 900.0, 1800.0, 3600.0)  # min_history_s: 3600 is the default
+LABELLED = ("nowcast", "advice_tolerance")  # swept settings that are not durations
 
 Run = tuple[str, dict[str, float], float, float]  # series, settings, ratio, replica-h ratio
 
@@ -251,7 +254,7 @@ def sweep(
         row: dict[str, object] = {"series": path.stem}
         for _, settings, ratio, cost in (r for r in runs if r[0] == path.stem):
             value = settings[setting]
-            label = f"{setting} {value}" if isinstance(value, bool) else f"{value:.0f} s"
+            label = f"{setting} {value}" if setting in LABELLED else f"{value:.0f} s"
             row[label] = f"{ratio:.2f} / {cost:.2f}"
         rows.append(row)
     return rows
@@ -326,10 +329,16 @@ def main() -> int:
         "history: ratio / replica-hours ratio",
     )
     parser.add_argument(
-        "--learn-at-close",
+        "--nowcast",
         action="store_true",
-        help="replay each series with steps learnt when first seen and once they have "
-        "ended (as the online advisor learns them): ratio / replica-hours ratio",
+        help="replay each series with and without the advisor's nowcast (the plan made "
+        "also from the step being seen): ratio / replica-hours ratio",
+    )
+    parser.add_argument(
+        "--tolerance",
+        action="store_true",
+        help="replay each series with the advice carried out at tolerance 0 and 0.1 (the "
+        "HPA's default): ratio / replica-hours ratio",
     )
     parser.add_argument(
         "--petshop",
@@ -348,15 +357,18 @@ def main() -> int:
     if args.series:
         keep = args.series.split(",")
         paths = [p for p in paths if any(k in p.stem for k in keep)]
-    if args.frontier or args.scale_in or args.attribution or args.trust or args.learn_at_close:
+    sweeps = (args.frontier, args.scale_in, args.attribution, args.trust, args.nowcast)
+    if any(sweeps) or args.tolerance:
         if args.attribution:
             _print_rows([attribution(p) for p in paths])
         elif args.frontier:
             _print_rows(frontier(paths))
         elif args.scale_in:
             _print_rows(sweep(paths, "scale_in_stabilisation_s", SCALE_IN_WINDOWS))
-        elif args.learn_at_close:
-            _print_rows(sweep(paths, "learn_at_close", (False, True)))
+        elif args.nowcast:
+            _print_rows(sweep(paths, "nowcast", (True, False)))
+        elif args.tolerance:
+            _print_rows(sweep(paths, "advice_tolerance", (0.0, 0.1)))
         else:
             _print_rows(sweep(paths, "min_history_s", TRUST_AFTER))
         print(f"({time.monotonic() - started:.0f} s)", file=sys.stderr)

@@ -5,7 +5,8 @@ replicas and latency, from which capacity is learnt when not configured). Rates 
 averaged over fixed steps, which the forecaster learns as they close; every observation
 gets an ``Advice`` from the same :class:`~analytics.forecast.policy.Planner` that
 ``keiko scale-sim`` replays: replicas for the ``peak_quantile`` of the forecast peak of the
-steps still to come within start-up + horizon of the observation (a pod removed now is
+steps still to come within start-up + horizon of the observation (forecast by a copy that
+has also learnt the mean so far of the step being filled: a nowcast) (a pod removed now is
 back only a start-up later; a rise beyond the HPA's scale-up limits is started early) at
 the predictive utilisation plus headroom, never below what the rate just seen needs at that
 utilisation (at the reactive target when the forecast is behind it), scaled in only to the
@@ -164,10 +165,13 @@ class ScalingAdvisor:
             # the pods there now (as reported, else as advised) bound how fast a rise ramps
             current = int(replicas) if replicas is not None and replicas >= 0 else w.replicas
             # the step being filled is served by the pods there now (sized for the rate
-            # seen); the plan is for the steps after it, learnt up to the one before it
+            # seen); the plan is for the steps after it, made from a nowcast that has
+            # learnt the step being filled as far as seen
             step = self.config.step_s
             history = max(0.0, w.slot * step - w.first_time)
-            decision = w.planner.advise(now, rate, current, capacity, (w.slot + 1) * step, history)
+            partial = (w.slot * step, w.total / w.count)
+            unseen = (w.slot + 1) * step
+            decision = w.planner.advise(now, rate, current, capacity, unseen, history, partial)
         down_s = (
             s.scale_in_stabilisation_s if decision.mode == "predictive" else s.reactive_scale_in_s
         )

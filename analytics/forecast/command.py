@@ -162,11 +162,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--min-replicas", type=positive_int, default=1, metavar="N", help="minReplicas (default 1)"
     )
     sim.add_argument(
-        "--learn-when-seen",
+        "--no-nowcast",
         action="store_true",
-        help="learn each step of the series when first seen, not once it has ended (the "
-        "advisor's way at its own step): models an advisor with steps finer than the series' "
-        "on demand constant within each of its steps",
+        help="plan from the steps that have ended only, not also from what has been seen of "
+        "the step being filled (the advisor's nowcast): what the nowcast is worth",
     )
     sim.add_argument("--json", action="store_true", help="machine-readable output")
     sim.set_defaults(func=run_scale_sim)
@@ -300,7 +299,7 @@ def run_scale_sim(args: argparse.Namespace) -> int:
         peak_quantile=args.peak_quantile,
         min_history_s=args.min_history,
         max_relative_width=args.max_width,
-        learn_at_close=not args.learn_when_seen,
+        nowcast=not args.no_nowcast,
     )
     result = simulate(series.times, series.values, config)
     summary = result.summary()

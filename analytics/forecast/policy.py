@@ -18,6 +18,7 @@ back to the reactive size and says why.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -247,14 +248,17 @@ class Planner:
     covers the steps after the one being seen (served by the pods there now, sized for the
     rate seen) that a pod created now (or not removed now) must serve, up to now + start-up
     + horizon, so pods for a step are ordered a start-up before it and released once it is
-    seen. The HPA that carries the advice out adds at most max(100%, 4
-    pods) per 15 s (``scale_up``, Kubernetes' default policies), so a large rise must be
-    started earlier than one start-up ahead: a later step whose need takes longer to ramp up
-    to than its distance beyond the look-ahead is planned for now. Never below what the rate
-    seen needs at the predictive utilisation; when that is more than the plan, the forecast
-    is behind (a burst it missed) and the rate seen is sized at the reactive target, so a
-    miss is met as fast and as amply as the HPA meets it. Decisions are cached per
-    look-ahead until a step is learnt.
+    seen. The step being filled is not learnt until it closes, but what has been seen of it
+    is news the plan should not wait for: its mean so far (``partial``) is learnt by a
+    provisional copy of the forecaster that the plan is made from (a nowcast), dropped once
+    the step closes and the forecaster learns the whole step. The HPA that carries the
+    advice out adds at most max(100%, 4 pods) per 15 s (``scale_up``, Kubernetes' default
+    policies), so a large rise must be started earlier than one start-up ahead: a later step
+    whose need takes longer to ramp up to than its distance beyond the look-ahead is planned
+    for now. Never below what the rate seen needs at the predictive utilisation; when that
+    is more than the plan, the forecast is behind (a burst it missed) and the rate seen is
+    sized at the reactive target, so a miss is met as fast and as amply as the HPA meets it.
+    Decisions are cached per look-ahead until a step is learnt.
     """
 
     def __init__(
@@ -265,8 +269,9 @@ class Planner:
     ) -> None:
         self.forecaster, self.scaling = forecaster, scaling
         self.scale_up = scale_up or HpaConfig()
-        self._key: tuple[float, float, float] = (math.nan, math.nan, math.nan)
+        self._key: tuple[float, ...] = ()
         self._cache: dict[int, Decision] = {}
+        self._nowcast: tuple[tuple[float, ...], PeakForecaster] | None = None
 
     @property
     def step(self) -> float:
@@ -281,15 +286,20 @@ class Planner:
         capacity: float,
         unseen: float,
         history_s: float,
+        partial: tuple[float, float] | None = None,
     ) -> Decision:
         """Replicas wanted at ``now`` (before stabilisation), and why.
 
         ``rate``: the rate seen now; ``current``: replicas provisioned now; ``unseen``: the
         start of the first step after the one being seen; ``history_s``: the time the
-        forecaster's learnt steps cover. Reactive (``rate`` at the target) while untrusted.
+        forecaster's learnt steps cover; ``partial``: the start of the step being filled and
+        its mean so far, to nowcast from. Reactive (``rate`` at the target) while untrusted.
         """
         s = self.scaling
-        decision, ahead = self._plan(now, current, capacity, unseen, history_s)
+        source = self._source(partial)
+        if source is not self.forecaster:
+            history_s += self.step  # the provisional step counts as seen
+        decision, ahead = self._plan(now, current, capacity, unseen, history_s, source)
         if decision.mode != "predictive":
             return Decision(
                 replicas_for(rate, capacity, s), "reactive", decision.reason, decision.peak
@@ -311,16 +321,34 @@ class Planner:
             return Decision(wanted, "predictive", reason, decision.peak)
         return decision
 
+    def _source(self, partial: tuple[float, float] | None) -> PeakForecaster:
+        """The forecaster to plan from: a copy that has learnt ``partial`` (if any)."""
+        if partial is None or not math.isfinite(partial[1]):
+            return self.forecaster
+        key = (float(self.forecaster.learnt), *partial)
+        if self._nowcast is None or self._nowcast[0] != key:
+            provisional = copy.deepcopy(self.forecaster)
+            provisional.learn(*partial)
+            self._nowcast = (key, provisional)
+        return self._nowcast[1]
+
     def _plan(
-        self, now: float, current: int, capacity: float, unseen: float, history_s: float
+        self,
+        now: float,
+        current: int,
+        capacity: float,
+        unseen: float,
+        history_s: float,
+        source: PeakForecaster,
     ) -> tuple[Decision, int]:
         """The decision for the unseen steps within reach of ``now``, and how many."""
-        key = (unseen, capacity, history_s)
+        nowcast = self._nowcast[0] if self._nowcast and source is not self.forecaster else ()
+        key = (unseen, capacity, history_s, float(self.forecaster.learnt), *nowcast)
         if key != self._key:
             self._key, self._cache = key, {}
         end = now + self.scaling.startup_s + self.scaling.horizon_s
         ahead = self._ahead(unseen, end)
-        decision = self._decide(now, unseen, ahead, capacity, history_s)
+        decision = self._decide(now, unseen, ahead, capacity, history_s, source)
         longest = ramp_s(current, self.scaling.max_replicas, self.scale_up)
         if decision.mode != "predictive" or not math.isfinite(longest):
             return decision, ahead  # nothing to start early
@@ -329,7 +357,7 @@ class Planner:
         extra = period
         while extra <= longest:
             later_ahead = self._ahead(unseen, end + extra)
-            later = self._decide(now, unseen, later_ahead, capacity, history_s)
+            later = self._decide(now, unseen, later_ahead, capacity, history_s, source)
             if (
                 later_ahead > ahead
                 and later.replicas > planned
@@ -343,11 +371,15 @@ class Planner:
         return max(0, math.ceil((end - unseen) / self.step))
 
     def _decide(
-        self, now: float, unseen: float, ahead: int, capacity: float, history_s: float
+        self,
+        now: float,
+        unseen: float,
+        ahead: int,
+        capacity: float,
+        history_s: float,
+        source: PeakForecaster,
     ) -> Decision:
         if ahead not in self._cache:
             window = (unseen, unseen + (max(ahead, 1) - 1) * self.step)
-            self._cache[ahead] = decide(
-                self.forecaster, now, 0, capacity, self.scaling, history_s, window
-            )
+            self._cache[ahead] = decide(source, now, 0, capacity, self.scaling, history_s, window)
         return self._cache[ahead]

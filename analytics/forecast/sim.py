@@ -6,8 +6,9 @@ provisioned when the demand exceeds ready pods x capacity per pod. Under-provisi
 = (under-provisioned instants) x 15 s / 60. Replica-hours = provisioned pods (starting or
 ready) x 15 s / 3600, summed. Both controllers see the demand as it was ``metrics_lag_s``
 earlier; as the demand is constant within a step, the rate seen is that step's rate. The
-forecaster learns a step once it has ended, as the online advisor does
-(``learn_at_close=False``: when first seen, as an advisor with finer steps would). Both
+forecaster learns a step once it has ended, and the plan is made from a copy that has also
+learnt the step being seen as far as seen (the online advisor's nowcast; here, the demand
+being constant within a step, its whole rate). Both
 share the start-up delay and the HPA's scale-up rate limits. The predictive controller is
 the online advisor's :class:`~analytics.forecast.policy.Planner`: it plans, every sync, for
 the steps after the one being seen up to now + start-up + horizon (the pods it keeps or
@@ -84,11 +85,19 @@ class SimConfig(Strict):
     forecaster: ForecasterConfig = Field(
         default_factory=ForecasterConfig, description="Forecaster."
     )
-    learn_at_close: bool = Field(
+    advice_tolerance: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="Tolerance of the HPA carrying the predictive advice out (KEDA or an "
+        "External metric): advice within this fraction of the current replicas is ignored. "
+        "0 where behavior.scaleUp/scaleDown.tolerance can be set to 0 (Kubernetes 1.33+ "
+        "with HPAConfigurableTolerance); 0.1, the HPA's default, elsewhere.",
+    )
+    nowcast: bool = Field(
         default=True,
-        description="Learn a step once it has ended, as the online advisor does (it averages "
-        "each step's observations). False: when first seen, as an advisor with finer steps "
-        "would on demand that is constant within a step of the series.",
+        description="Plan from the step being seen too, as the online advisor does (its mean "
+        "so far learnt provisionally); False: from the steps that have ended only.",
     )
 
     def scaling(self) -> WorkloadScaling:
@@ -206,28 +215,32 @@ def simulate(times: np.ndarray, values: np.ndarray, config: SimConfig) -> SimRes
     hpa_ctl, pred_ctl = Hpa(hpa_c), Hpa(hpa_c)
     forecaster = PeakForecaster(config.forecaster.model_copy(update={"step_s": step}), scaling)
     planner = Planner(forecaster, scaling, hpa_c)
-    learnt, fallback, closed = 0, 0, int(config.learn_at_close)
+    learnt, fallback = 0, 0
     ticks = np.arange(start, start + len(demand) * step, hpa_c.sync_s)
     for now in ticks:
         seen = now - hpa_c.metrics_lag_s
         observed = float(demand[_index(seen, start, step, len(demand))])
-        # the demand is constant within a step: the rate seen is that step's rate, learnt
-        # at once (as the HPA acts on it at once) unless only once the step has ended
-        while learnt < len(demand) and start + (learnt + closed) * step <= seen:
+        # a step is learnt once it has ended; the demand is constant within a step, so the
+        # mean so far of the one being seen (the advisor's nowcast) is the rate seen
+        while learnt < len(demand) and start + (learnt + 1) * step <= seen:
             forecaster.learn(start + learnt * step, float(grid.values[learnt]))
             learnt += 1
+        at = _index(seen, start, step, len(demand))
         hpa_ctl.sync(now, hpa.pods, observed, cap)
         current = pred.pods.total()
         # the step being seen is served by the pods there now (sized for the rate seen):
         # the plan is for the steps after it
-        unseen = start + (_index(seen, start, step, len(demand)) + 1) * step
-        decision = planner.advise(now, observed, current, cap, unseen, learnt * step)
+        partial = (start + at * step, float(grid.values[at])) if config.nowcast else None
+        unseen = start + (at + 1) * step
+        decision = planner.advise(now, observed, current, cap, unseen, learnt * step, partial)
         fallback += decision.mode == "reactive"
         # in fallback it is the HPA itself: its recommendation and its scale-down window
         if decision.mode == "reactive":
             want, down_s = pred_ctl.desired(now, pred.pods, observed, cap), None
         else:
             want, down_s = decision.replicas, scaling.scale_in_stabilisation_s
+            if current and abs(want / current - 1.0) <= config.advice_tolerance:
+                want = current  # the HPA carrying the advice out leaves it alone
         new = pred_ctl.normalise(now, current, want, down_s)
         pred_ctl.record(now, current, new)
         pred.pods.scale_to(new, now, hpa_c.startup_s)

@@ -108,10 +108,12 @@ def test_a_rise_that_past_surprises_announce_is_ready_in_time() -> None:
     # the step after a surprising rise has always gone to 1200 (12 pods): after a few such
     # episodes the plan asks for them early enough for the HPA's scale-up limit (1 -> 5 ->
     # 10 -> 20 takes 30 s) and the start-up, so they are ready when the burst comes
-    # the announcing step must be learnt when first seen, as an advisor with steps finer
-    # than these 5-minute ones would (learnt at its close, the burst has begun)
+    # the announcing step is news before it ends: the plan is made from a nowcast that has
+    # learnt it as far as seen (learnt only at its close, the burst would have begun)
     times, values = warned_bursts(episodes=40)
-    result = simulate(times, values, SimConfig(capacity=100.0, learn_at_close=False))
+    result = simulate(times, values, SimConfig(capacity=100.0))
+    late = simulate(times, values, SimConfig(capacity=100.0, nowcast=False))
+    assert late.pred_under_min > 2 * result.pred_under_min
     assert result.hpa_under_min > 40 * 1.5  # each burst: metrics lag + start-up + ramp
     # (0.21 here; 0.27 when the plan ignores the ramp and orders one start-up ahead only)
     assert result.pred_under_min <= 0.22 * result.hpa_under_min
