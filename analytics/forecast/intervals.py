@@ -7,6 +7,7 @@ conformal prediction on a sliding window), whatever the residuals' distribution.
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -31,6 +32,12 @@ class Ring:
     def values(self) -> np.ndarray:
         """The values held (in no particular order)."""
         return self._data[: self.count] if self.count < self.size else self._data
+
+    def clone(self) -> Ring:
+        """An independent copy."""
+        twin = copy.copy(self)
+        twin._data = self._data.copy()
+        return twin
 
     def to_state(self) -> dict[str, Any]:
         """JSON-able state."""
@@ -112,6 +119,12 @@ class ResidualQuantiles:
     def median(self) -> float:
         """The median residual (NaN until ``ready``)."""
         return float(np.median(self.ring.values())) if self.ready else math.nan
+
+    def clone(self) -> ResidualQuantiles:
+        """An independent copy."""
+        twin = copy.copy(self)
+        twin.ring = self.ring.clone()
+        return twin
 
     def to_state(self) -> dict[str, Any]:
         """JSON-able state."""

@@ -11,6 +11,7 @@ floats plus the profile and the residual rings, a few hundred floats in all.
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -45,6 +46,10 @@ class Holt:
         # a running mean until that is slower than alpha: a sound start from the first values
         self.level = self.one_step() + max(self.alpha, 1.0 / (seen + 1)) * error
         self.trend = self.phi * self.trend + self.beta * (self.level - prev - self.phi * self.trend)
+
+    def clone(self) -> Holt:
+        """An independent copy."""
+        return copy.copy(self)
 
     def reset(self, level: float) -> None:
         """Start again at ``level`` with no trend (a level shift)."""
@@ -87,6 +92,12 @@ class Profile:
             rate = w * max(self.gamma, 1.0 / self.weight[b])  # a running mean at first
             self.values[b] += rate * (deviation - self.values[b])
 
+    def clone(self) -> Profile:
+        """An independent copy."""
+        twin = copy.copy(self)
+        twin.values, twin.weight = self.values.copy(), self.weight.copy()
+        return twin
+
     @property
     def complete(self) -> bool:
         """Whether every bin has been seen at least once."""
@@ -118,6 +129,16 @@ class Forecaster:
         # (target time, seasonal, flat, chosen) of the forecasts made h steps before
         self._pending = np.full((horizon + 1, 4), math.nan)
         self.residuals = ResidualQuantiles(config.coverage, config.residual_window)
+
+    def clone(self) -> Forecaster:
+        """An independent copy (the config is shared: it is never changed)."""
+        twin = copy.copy(self)
+        twin.seasonal, twin.flat = self.seasonal.clone(), self.flat.clone()
+        twin.profile = self.profile.clone()
+        twin.runs, twin.err = list(self.runs), list(self.err)
+        twin._pending = self._pending.copy()
+        twin.residuals = self.residuals.clone()
+        return twin
 
     # -- learning -------------------------------------------------------------------------
     def learn(self, time: float, value: float) -> None:

@@ -97,7 +97,7 @@ class PeakForecaster:
         if not self.model.warmed_up:
             return False
         expected = float(self.model.forecast(np.array([time]))[0])
-        return value - expected > self.surprise_scales * self.model.scale
+        return bool(value - expected > self.surprise_scales * self.model.scale)
 
     def peak(self, start: float, end: float, quantile: float) -> Peak:
         """Forecast peak of ``[start, end]``, its interval and its ``quantile``."""
@@ -124,6 +124,15 @@ class PeakForecaster:
             surprised,
         )
 
+    def clone(self) -> PeakForecaster:
+        """An independent copy: what a provisional ``learn`` may change without harm."""
+        twin = copy.copy(self)
+        twin.model = self.model.clone()
+        twin.recent = self.recent.clone()
+        twin.predicted, twin.made_surprised = self.predicted.copy(), self.made_surprised.copy()
+        twin.residuals, twin.after_surprise = self.residuals.clone(), self.after_surprise.clone()
+        return twin
+
     def to_state(self) -> dict[str, Any]:
         """JSON-able state."""
         return {
@@ -133,7 +142,7 @@ class PeakForecaster:
             "residuals": self.residuals.to_state(),
             "after_surprise": self.after_surprise.to_state(),
             "made_surprised": self.made_surprised.tolist(),
-            "surprised": self.surprised,
+            "surprised": bool(self.surprised),
             "learnt": self.learnt,
         }
 
@@ -327,7 +336,7 @@ class Planner:
             return self.forecaster
         key = (float(self.forecaster.learnt), *partial)
         if self._nowcast is None or self._nowcast[0] != key:
-            provisional = copy.deepcopy(self.forecaster)
+            provisional = self.forecaster.clone()
             provisional.learn(*partial)
             self._nowcast = (key, provisional)
         return self._nowcast[1]

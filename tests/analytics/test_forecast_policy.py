@@ -152,3 +152,20 @@ def test_a_checkpoint_from_before_the_surprise_classes_restores() -> None:
     # the calm class and the model come back; the surprise class starts empty
     peak = twin.peak(now, now + 2 * STEP, 0.9)
     assert not peak.surprised and peak.point == forecaster.peak(now, now + 2 * STEP, 0.9).point
+
+
+def test_a_clone_learns_without_touching_the_original() -> None:
+    # the advisor's nowcast learns the step being filled on a clone: the forecaster itself
+    # must come out unchanged, and the clone must learn as the original would
+    rng = np.random.default_rng(9)
+    values = 100 + 10 * np.sin(np.arange(2000) / 50) + rng.normal(0, 3, 2000)
+    values[::97] += 80  # surprising rises, so both residual classes fill
+    forecaster = learnt(values, WorkloadScaling(capacity_per_replica=10.0))
+    before = json.dumps(forecaster.to_state())
+    twin, reference = forecaster.clone(), learnt(values, WorkloadScaling(capacity_per_replica=10.0))
+    for i in range(2000, 2200):
+        value = float(100 + rng.normal(0, 3) + (200 if i % 50 == 0 else 0))
+        twin.learn(i * STEP, value)
+        reference.learn(i * STEP, value)
+    assert json.dumps(forecaster.to_state()) == before  # JSON-able too
+    assert json.dumps(twin.to_state()) == json.dumps(reference.to_state())
