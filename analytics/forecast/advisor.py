@@ -1,16 +1,16 @@
 """ScalingAdvisor: per-workload predictive scaling advice from a stream of request rates.
 
-Feed it every observation of a workload's request rate (optionally with its current
-replicas and latency, from which capacity is learnt when not configured). Rates are
-averaged over fixed steps, which the forecaster learns as they close; every observation
-gets an ``Advice`` from the same :class:`~analytics.forecast.policy.Planner` that
-``keiko scale-sim`` replays: replicas for the ``peak_quantile`` of the forecast peak of the
-steps still to come within start-up + horizon of the observation (forecast by a copy that
-has also learnt the mean so far of the step being filled: a nowcast) (a pod removed now is
-back only a start-up later; a rise beyond the HPA's scale-up limits is started early) at
-the predictive utilisation plus headroom, never below what the rate just seen needs at that
-utilisation (at the reactive target when the forecast is behind it), scaled in only to the
-highest advice of the stabilisation window (none by default). While the forecast is not
+Feed it every observation of a workload's request rate (optionally with its current replicas
+and latency, from which capacity is learnt when not configured). Rates are averaged over
+fixed steps, which the forecaster learns as they close; every observation gets an ``Advice``
+from the same :class:`~analytics.forecast.policy.Planner` that ``keiko scale-sim`` replays.
+It asks for the ``peak_quantile`` of the forecast peak of the steps still to come within
+start-up + horizon of the observation (a pod removed now is back only a start-up later; a
+rise beyond the HPA's scale-up limits is started early), at the predictive utilisation plus
+headroom, never below what the rate just seen needs at that utilisation (at the reactive
+target when the forecast is behind it), scaled in only to the highest advice of the
+stabilisation window (none by default). The forecast is a nowcast: made by a copy of the
+forecaster that has also learnt the step being filled so far. While the forecast is not
 trusted (too little history, too few scored forecasts, an interval wider than
 ``max_relative_width`` x the peak) the advice is the reactive size for the rate seen at the
 target utilisation, held through the HPA's own 300-s scale-in window, with
@@ -24,7 +24,10 @@ the same. That HPA keeps its default 300 s scale-down stabilisation unless told 
 the advice already covers the start-up a removed pod would need, so set
 ``behavior.scaleDown.stabilizationWindowSeconds: 0`` (KEDA:
 ``advanced.horizontalPodAutoscalerConfig.behavior``) or the replica-hours saved by
-scaling in promptly are lost. Each ``Advice.as_event()`` is the event to write to the store.
+scaling in promptly are lost. Where the cluster allows it (the ``HPAConfigurableTolerance``
+feature gate), also set ``behavior.scaleUp.tolerance`` and ``scaleDown.tolerance`` to 0: at
+its default 0.1 the HPA ignores advice within 10% of the current replicas. Each
+``Advice.as_event()`` is the event to write to the store.
 """
 
 from __future__ import annotations
