@@ -155,3 +155,15 @@ def test_the_opening_of_a_short_trace_can_bound_the_ratio_at_one() -> None:
     assert result.hpa_unreachable_min == result.hpa_under_min
     assert result.best_possible_ratio == 1.0
     assert not result.target_met
+
+
+def test_an_hpa_that_keeps_its_tolerance_ignores_small_advice() -> None:
+    # a slow rise from 15 to 30 pods' worth: the advice grows a pod at a time, which an HPA
+    # at its default 0.1 tolerance ignores until it is 10% off (KEDA's AverageValue metric)
+    times = 1_700_000_000 + np.arange(900) * 60.0
+    values = np.linspace(1500.0, 3000.0, 900)
+    exact = simulate(times, values, SimConfig(capacity=100.0))
+    tolerant = simulate(times, values, SimConfig(capacity=100.0, advice_tolerance=0.1))
+    assert exact.fallback_share < 0.1
+    assert tolerant.pred_changes_per_h < exact.pred_changes_per_h / 2
+    assert tolerant.hpa_under_min == exact.hpa_under_min  # the HPA's own replay is untouched
