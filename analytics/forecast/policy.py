@@ -267,7 +267,7 @@ class Planner:
     for now. Never below what the rate seen needs at the predictive utilisation; when that
     is more than the plan, the forecast is behind (a burst it missed) and the rate seen is
     sized at the reactive target, so a miss is met as fast and as amply as the HPA meets it.
-    Decisions are cached per look-ahead until a step is learnt.
+    Decisions are cached per look-ahead until a step is learnt or the nowcast changes.
     """
 
     def __init__(
