@@ -38,20 +38,20 @@ no change within the 0.1 tolerance, starting pods counted as 0% when scaling up;
 down only to the highest recommendation of the last 300 s; scale up by at most max(100%,
 4 pods) per 15 s. Its metric is the demand per ready pod as it was --metrics-lag earlier
 (not saturated: the HPA sees the full overload). Pods serve only --startup after creation.
-Predictive: the online advisor's own planner, every 15 s: replicas for the --peak-
-quantile of the forecast peak of the steps after the one being seen up to now + startup
-+ horizon (a pod removed now is back only a start-up later; further ahead when the
-scale-up limit needs longer to reach a later step's pods), forecast from a nowcast (the
-forecaster learns a step at its close; a copy of it has also learnt the step being seen,
-whose rate is the rate seen: the demand is constant within a step) at --utilisation
-(hotter than the HPA's target: the forecast is ahead of the load), never below what the
-observed rate needs at that utilisation (a burst the forecast missed is met as fast as
-the HPA meets it), scaled in after --stabilisation (none by default). Right after a
-surprising rise (a step more than 6 of the forecaster's error scales above its forecast)
-it is sized for what followed past surprising rises (their own conformal class of peak
-errors). While the forecast is untrusted (less than --min-history, too few scored peak
-forecasts, or an interval wider than --max-width x max(peak, one pod's share)) it is the
-HPA itself.
+Predictive: the online advisor's own planner, every 15 s: replicas for the
+--peak-quantile of the forecast peak of the steps after the one being seen up to now +
+startup + horizon (a pod removed now is back only a start-up later; further ahead when
+the scale-up limit needs longer to reach a later step's pods), forecast from a nowcast
+(the forecaster learns a step at its close; a copy of it has also learnt the step being
+seen, whose rate is the rate seen: the demand is constant within a step) at
+--utilisation (hotter than the HPA's target: the forecast is ahead of the load), never
+below what the observed rate needs at that utilisation (a burst the forecast missed is
+met as fast as the HPA meets it), scaled in after --stabilisation (none by default).
+Right after a surprising rise (a step more than 6 of the forecaster's error scales above
+its forecast) it is sized for what followed past surprising rises (their own conformal
+class of peak errors). While the forecast is untrusted (less than --min-history, too few
+scored peak forecasts, or an interval wider than --max-width x max(peak, one pod's
+share)) it is the HPA itself.
 A 15 s instant is under-provisioned when the demand exceeds ready pods x capacity;
 under-provisioned minutes = such instants x 15 s / 60. Replica-hours count every pod,
 starting or ready, every 15 s. Target: predictive under-provisioned minutes at most half
