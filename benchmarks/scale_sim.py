@@ -14,6 +14,7 @@ target utilisation) and the peak somewhat more.
     .venv/bin/python benchmarks/scale_sim.py --trust
     .venv/bin/python benchmarks/scale_sim.py --nowcast
     .venv/bin/python benchmarks/scale_sim.py --tolerance
+    .venv/bin/python benchmarks/scale_sim.py --perturb
     .venv/bin/python benchmarks/scale_sim.py --petshop
 
 The scaling comparison uses the defaults of ``SimConfig`` (those of ``keiko scale-sim``).
@@ -30,6 +31,8 @@ of history (60, the online advisor's default, is ``keiko scale-sim``'s too).
 from a copy of the forecaster that has learnt the step being seen so far, before it ends).
 ``--tolerance`` replays each series with the advice carried out by an HPA that keeps its
 default 0.1 tolerance (clusters where it cannot be set to 0).
+``--perturb`` replays copies of each series whose every value is multiplied by 1 + N(0,
+0.1%), five seeds: how much a verdict near the target rests on chance.
 ``--petshop`` replays PetShop's per-component request series (``../shared/data/rca``, out
 of sample): on those where the HPA is never short the target says nothing, so it counts
 the others.
@@ -59,6 +62,7 @@ from analytics.forecast.hpa import HpaConfig
 from analytics.forecast.sim import SimConfig, simulate
 
 OUT = Path(__file__).resolve().parent / "out" / "scale_sim"
+PERTURB_SEEDS, PERTURB_SCALE = 5, 0.001  # --perturb: copies, relative noise on each value
 NAB = [
     "realTweets/Twitter_volume_AMZN.csv",
     "realTweets/Twitter_volume_CVS.csv",
@@ -134,6 +138,38 @@ def petshop(data: Path) -> list[Path]:
             name = "".join(c if c.isalnum() else "_" for c in column[0])[:48]
             paths.append(_write(OUT / "petshop" / f"{scenario}_{name}.csv", times, values))
     return paths
+
+
+def perturbed(paths: list[Path], seeds: int = PERTURB_SEEDS) -> list[dict[str, object]]:
+    """Per series: default replays of copies whose every value is multiplied by 1 + N(0,
+    0.1%), one per seed; the spread of the ratio says how much a verdict rests on chance."""
+    copies: list[Path] = []
+    for path in paths:
+        series = read_series_csv(path)
+        for seed in range(seeds):
+            noise = np.random.default_rng(seed).standard_normal(len(series.values))
+            values = series.values * (1.0 + PERTURB_SCALE * noise)
+            copies.append(
+                _write(OUT / "perturbed" / f"{path.stem}~{seed}.csv", series.times, values)
+            )
+    with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        runs = list(pool.map(evaluate, copies, [False] * len(copies)))
+    rows: list[dict[str, object]] = []
+    for path in paths:
+        mine = [r for r in runs if str(r["series"]).split("~")[0] == path.stem]
+        ratios = sorted(float(str(r["under_ratio"])) for r in mine)
+        costs = [float(str(r["replica_h_ratio"])) for r in mine]
+        rows.append(
+            {
+                "series": path.stem,
+                "ratio min / median / max": " / ".join(
+                    f"{v:.2f}" for v in (ratios[0], ratios[len(ratios) // 2], ratios[-1])
+                ),
+                "replica-h ratio max": f"{max(costs):.2f}",
+                "target met": f"{sum(bool(r['target_met']) for r in mine)} of {len(mine)}",
+            }
+        )
+    return rows
 
 
 def out_of_sample(paths: list[Path]) -> list[dict[str, object]]:
@@ -341,6 +377,12 @@ def main() -> int:
         "HPA's default): ratio / replica-hours ratio",
     )
     parser.add_argument(
+        "--perturb",
+        action="store_true",
+        help=f"replay {PERTURB_SEEDS} copies of each series with every value times 1 + "
+        f"N(0, {PERTURB_SCALE:.1%}): the spread of the ratio",
+    )
+    parser.add_argument(
         "--petshop",
         action="store_true",
         help="replay PetShop's request series (out of sample) and count where the HPA is "
@@ -358,7 +400,7 @@ def main() -> int:
         keep = args.series.split(",")
         paths = [p for p in paths if any(k in p.stem for k in keep)]
     sweeps = (args.frontier, args.scale_in, args.attribution, args.trust, args.nowcast)
-    if any(sweeps) or args.tolerance:
+    if any(sweeps) or args.tolerance or args.perturb:
         if args.attribution:
             _print_rows([attribution(p) for p in paths])
         elif args.frontier:
@@ -369,6 +411,8 @@ def main() -> int:
             _print_rows(sweep(paths, "nowcast", (True, False)))
         elif args.tolerance:
             _print_rows(sweep(paths, "advice_tolerance", (0.0, 0.1)))
+        elif args.perturb:
+            _print_rows(perturbed(paths))
         else:
             _print_rows(sweep(paths, "min_history_s", TRUST_AFTER))
         print(f"({time.monotonic() - started:.0f} s)", file=sys.stderr)
