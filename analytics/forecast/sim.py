@@ -1,25 +1,25 @@
 """Replay a request-rate series through the Kubernetes HPA and through predictive scaling.
 
 Time advances in HPA sync periods (15 s). The demand during a step of the series is that
-step's value. At every sync each controller may scale, then the instant is scored: under-
-provisioned when the demand exceeds ready pods x capacity per pod. Under-provisioned minutes
-= (under-provisioned instants) x 15 s / 60. Replica-hours = provisioned pods (starting or
-ready) x 15 s / 3600, summed. Both controllers see the demand as it was ``metrics_lag_s``
-earlier; as the demand is constant within a step, the rate seen is that step's rate. The
-forecaster learns a step once it has ended, and the plan is made from a copy that has also
-learnt the step being seen as far as seen (the online advisor's nowcast; here, the demand
-being constant within a step, its whole rate). Both
-share the start-up delay and the HPA's scale-up rate limits. The predictive controller is
-the online advisor's :class:`~analytics.forecast.policy.Planner`: it plans, every sync, for
-the steps after the one being seen up to now + start-up + horizon (the pods it keeps or
-creates now must cover them, as a pod removed now is back only a start-up later): the
-``peak_quantile`` of their forecast peak at ``utilisation``, never below what the rate seen
-needs at that utilisation, or at the HPA's target when the rate seen needs more than the
-forecast (a burst the forecast missed is met as fast and as amply as the HPA meets it); it
-scales in after its own window (none by default). A later step whose pods the HPA's scale-up
-limit (max(100%, 4 pods) per 15 s) needs longer to reach than that step is beyond the look-
-ahead is planned for at once, so a rise the forecast sees coming is ready in time. While the
-forecast is untrusted it is the HPA itself.
+step's value. At every sync each controller may scale, then the instant is scored:
+under-provisioned when the demand exceeds ready pods x capacity per pod. Under-provisioned
+minutes = (under-provisioned instants) x 15 s / 60. Replica-hours = provisioned pods
+(starting or ready) x 15 s / 3600, summed. Both controllers see the demand as it was
+``metrics_lag_s`` earlier; as the demand is constant within a step, the rate seen is that
+step's rate. The forecaster learns a step once it has ended, and the plan is made from a
+copy that has also learnt the step being seen as far as seen (the online advisor's nowcast;
+here, the demand being constant within a step, its whole rate). Both share the start-up
+delay and the HPA's scale-up rate limits. The predictive controller is the online advisor's
+:class:`~analytics.forecast.policy.Planner`: it plans, every sync, for the steps after the
+one being seen up to now + start-up + horizon (the pods it keeps or creates now must cover
+them, as a pod removed now is back only a start-up later): the ``peak_quantile`` of their
+forecast peak at ``utilisation``, never below what the rate seen needs at that utilisation,
+or at the HPA's target when the rate seen needs more than the forecast (a burst the forecast
+missed is met as fast and as amply as the HPA meets it); it scales in after its own window
+(none by default). A later step whose pods the HPA's scale-up limit (max(100%, 4 pods) per
+15 s) needs longer to reach than that step is beyond the look-ahead is planned for at once,
+so a rise the forecast sees coming is ready in time. While the forecast is untrusted it is
+the HPA itself.
 
 Some instants are beyond any causal controller sized for at most the largest demand seen
 so far: those whose demand exceeds what the largest demand seen by the time their pods had
