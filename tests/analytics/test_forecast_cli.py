@@ -137,3 +137,16 @@ def test_scale_sim_replays_the_advisors_trust_default() -> None:
     advisor = WorkloadScaling(capacity_per_replica=1.0).min_history_s
     assert SimConfig(capacity=1.0).min_history_s == advisor
     assert f"default {advisor / 3600:g}h" in keiko("scale-sim", "--help").stdout
+
+
+def test_scale_sim_without_the_nowcast_plans_a_step_staler(tmp_path: Path) -> None:
+    src = write_series(tmp_path / "in.csv")
+    runs = [
+        json.loads(keiko("scale-sim", str(src), "--capacity", "30", *extra, "--json").stdout)
+        for extra in ((), ("--no-nowcast",))
+    ]
+    with_nowcast, without = runs
+    assert with_nowcast["hpa_replica_h"] == without["hpa_replica_h"]  # the HPA is unchanged
+    # a forecast a step staler errs more, so its calibrated bound holds more pods
+    assert without["pred_replica_h"] > with_nowcast["pred_replica_h"]
+    assert "--no-nowcast" in keiko("scale-sim", "--help").stdout
