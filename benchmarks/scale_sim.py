@@ -152,8 +152,7 @@ def perturbed(paths: list[Path], seeds: int = PERTURB_SEEDS) -> list[dict[str, o
             copies.append(
                 _write(OUT / "perturbed" / f"{path.stem}~{seed}.csv", series.times, values)
             )
-    with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        runs = list(pool.map(evaluate, copies, [False] * len(copies)))
+    runs = out_of_sample(copies)
     rows: list[dict[str, object]] = []
     for path in paths:
         mine = [r for r in runs if str(r["series"]).split("~")[0] == path.stem]
