@@ -1,8 +1,11 @@
 """The `timestamp,value` CSV files of the offline tools (detect, forecast, scale-sim).
 
 Timestamps may be ``YYYY-MM-DD HH:MM:SS`` (NAB's format, read as UTC), ISO 8601 (with or
-without a zone; no zone means UTC) or unix seconds. The original timestamp text is kept so
-that output rows repeat the input exactly. Errors name the file, the line and the fix.
+without a zone; no zone means UTC) or unix seconds. A file whose timestamps are all numbers
+above 1e11 is read as unix milliseconds (as Prometheus and Grafana exports write them): as
+seconds they would all lie after the year 5138, as milliseconds they lie after 1973. The
+original timestamp text is kept so that output rows repeat the input exactly. Errors name
+the file, the line and the fix; what was read unusually is said in ``notes``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class SeriesCSV:
     raw_timestamps: list[str]
     times: np.ndarray  # float64 unix seconds
     values: np.ndarray  # float64; NaN where the value cell is empty
+    notes: tuple[str, ...] = ()  # how the file was read where a reader might not expect it
 
     def __len__(self) -> int:
         return len(self.raw_timestamps)
@@ -98,7 +102,38 @@ def _read(name: str, handle: Iterable[str]) -> SeriesCSV:
             raise SeriesFileError(f"{name}: line {line_no}: {exc}") from None
         values.append(_value(name, line_no, row[v_col]))
         raw.append(row[t_col])
-    return SeriesCSV(raw, np.asarray(times, dtype=np.float64), np.asarray(values, np.float64))
+    stamps = np.asarray(times, dtype=np.float64)
+    notes: list[str] = []
+    if len(stamps) and stamps.min() >= MILLISECONDS_ABOVE and all(map(_numeric, raw)):
+        stamps = stamps / 1000.0
+        notes.append(
+            "timestamps read as unix milliseconds (all are numbers above 1e11, which as "
+            "seconds would lie after the year 5138)"
+        )
+    repeats = len(stamps) - len(np.unique(stamps))
+    if repeats:
+        notes.append(
+            f"{repeats} rows repeat an earlier row's timestamp (detect scores every row in "
+            "file order; forecast and scale-sim average the rows of a step)"
+        )
+    return SeriesCSV(raw, stamps, np.asarray(values, np.float64), tuple(notes))
+
+
+def print_notes(series: SeriesCSV, prog: str, out: IO[str] | None = None) -> None:
+    """Say how the file was read where that is unusual (standard error by default)."""
+    for note in series.notes:
+        print(f"{prog}: note: {note}", file=out or sys.stderr)
+
+
+MILLISECONDS_ABOVE = 1e11  # unix seconds of the year 5138; unix milliseconds of 1973
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _value(name: str, line_no: int, text: str) -> float:

@@ -72,13 +72,15 @@ def _probability(text: str) -> float:
 def run_detect(args: argparse.Namespace) -> int:
     """Read, score, write; exit 2 on unreadable input."""
     from analytics.anomaly.offline import detect_values
-    from analytics.csvseries import SeriesFileError, read_series_csv, write_csv
+    from analytics.csvseries import SeriesFileError, print_notes, read_series_csv, write_csv
 
     try:
         series = read_series_csv(args.input)
     except SeriesFileError as exc:
         print(f"keiko detect: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if not args.quiet:
+        print_notes(series, "keiko detect")
     started = time.perf_counter()
     scores = detect_values(series.times, series.values)
     elapsed = time.perf_counter() - started

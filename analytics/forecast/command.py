@@ -165,6 +165,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--min-replicas", type=positive_int, default=1, metavar="N", help="minReplicas (default 1)"
     )
     sim.add_argument(
+        "--max-replicas",
+        type=positive_int,
+        default=1000,
+        metavar="N",
+        help="maxReplicas of both controllers (default 1000)",
+    )
+    sim.add_argument(
         "--no-nowcast",
         action="store_true",
         help="plan from the steps that have ended only, not also from what has been seen of "
@@ -190,12 +197,13 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _read(path: str) -> Any:
-    from analytics.csvseries import SeriesFileError, read_series_csv
+def _read(path: str, prog: str) -> Any:
+    from analytics.csvseries import SeriesFileError, print_notes, read_series_csv
 
     series = read_series_csv(path)
     if len(series) < 2:
         raise SeriesFileError(f"{path}: needs at least 2 data rows, found {len(series)}")
+    print_notes(series, prog)
     return series
 
 
@@ -205,7 +213,7 @@ def run_forecast(args: argparse.Namespace) -> int:
     from analytics.forecast.backtest import backtest
 
     try:
-        series = _read(args.input)
+        series = _read(args.input, "keiko forecast")
     except SeriesFileError as exc:
         print(f"keiko forecast: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -283,15 +291,23 @@ def run_scale_sim(args: argparse.Namespace) -> int:
     from analytics.forecast.sim import SimConfig, simulate
 
     try:
-        series = _read(args.input)
+        series = _read(args.input, "keiko scale-sim")
     except SeriesFileError as exc:
         print(f"keiko scale-sim: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.min_replicas > args.max_replicas:
+        print(
+            f"keiko scale-sim: error: --min-replicas {args.min_replicas} exceeds "
+            f"--max-replicas {args.max_replicas}",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     hpa = HpaConfig(
         target_utilisation=args.target_utilisation,
         startup_s=args.startup,
         metrics_lag_s=args.metrics_lag,
         min_replicas=args.min_replicas,
+        max_replicas=args.max_replicas,
     )
     config = SimConfig(
         capacity=args.capacity,
@@ -316,8 +332,13 @@ def run_scale_sim(args: argparse.Namespace) -> int:
 def _print_sim(args: argparse.Namespace, r: Any) -> None:
     print(
         f"{args.input}: {r.duration_h:.1f} h at {r.step_s:g} s steps, capacity "
-        f"{args.capacity:g}/pod, peak needs {r.peak_replicas_needed} pods at full load"
+        f"{args.capacity:g}/pod, peak needs {r.peak_replicas_needed:.6g} pods at full load"
     )
+    if r.peak_replicas_needed > args.max_replicas:
+        print(
+            f"warning: the peak needs more than --max-replicas ({args.max_replicas}): both "
+            "controllers are capped there and short; is --capacity in the series' units?"
+        )
     print(f"{'':12}{'under-provisioned min':>24}{'replica-hours':>16}")
     print(f"{'HPA':12}{r.hpa_under_min:>24.2f}{r.hpa_replica_h:>16.2f}")
     print(f"{'predictive':12}{r.pred_under_min:>24.2f}{r.pred_replica_h:>16.2f}")

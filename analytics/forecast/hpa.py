@@ -20,7 +20,7 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from keiko.store.config import Strict
 
@@ -52,6 +52,14 @@ class HpaConfig(Strict):
     startup_s: float = Field(default=60.0, ge=0, description="Pod creation to ready (s).")
     min_replicas: int = Field(default=1, ge=1, description="minReplicas.")
     max_replicas: int = Field(default=1000, ge=1, description="maxReplicas.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> HpaConfig:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"min_replicas ({self.min_replicas}) exceeds max_replicas ({self.max_replicas})"
+            )
+        return self
 
 
 @dataclass

@@ -6,7 +6,9 @@ trend). The one with the lower recent error at the configured horizon makes the 
 so daily seasonality is used only where the data has it. Residuals beyond ``clip`` scales
 are clipped (spikes barely move the state) unless ``shift_after`` of them in a row lie on
 the same side, which is taken as a level shift and adopted at once. State: a few dozen
-floats plus the profile and the residual rings, a few hundred floats in all.
+floats plus the profile and the residual rings, a few hundred floats in all. Forecasts
+and interval bounds are never below zero (request rates, CPU) unless the series has been
+negative: then they may be too (temperatures, deltas).
 """
 
 from __future__ import annotations
@@ -124,6 +126,7 @@ class Forecaster:
         self.scale = 0.0
         self.runs = [0, 0]  # signed counts of consecutive clipped residuals (seasonal, flat)
         self.n = 0
+        self.negative = False  # a value below zero seen: forecasts are not floored at zero
         self.last_time = math.nan
         self.err = [0.0, 0.0]  # EWMA |h-step error| of (seasonal, flat)
         # (target time, seasonal, flat, chosen) of the forecasts made h steps before
@@ -146,6 +149,7 @@ class Forecaster:
         if not math.isfinite(value):
             return
         self._score_pending(time, value)
+        self.negative = self.negative or value < 0.0
         if self.n == 0:
             self.seasonal.reset(value)
             self.flat.reset(value)
@@ -238,16 +242,21 @@ class Forecaster:
         return seas, self.flat.ahead(steps)
 
     def forecast(self, times: np.ndarray) -> np.ndarray:
-        """Point forecasts (medians, never below zero) at these future unix times."""
+        """Point forecasts (medians; below zero only if the series has been) at these future
+        unix times."""
         if self.n == 0:
             return np.full(len(times), math.nan)
         seas, flat = self._both(np.asarray(times, np.float64))
-        return np.maximum(seas if self.uses_season else flat, 0.0)
+        return np.maximum(seas if self.uses_season else flat, self._floor)
 
     def interval(self, forecast: float) -> tuple[float, float]:
         """The ``coverage`` interval around a forecast ``horizon`` steps ahead (NaN early)."""
         lo, hi = self.residuals.offsets()
-        return max(forecast + lo, 0.0), forecast + hi
+        return max(forecast + lo, self._floor), forecast + hi
+
+    @property
+    def _floor(self) -> float:
+        return -math.inf if self.negative else 0.0
 
     # -- checkpoints ----------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
@@ -260,6 +269,7 @@ class Forecaster:
             "profile": [self.profile.values.tolist(), self.profile.weight.tolist()],
             "scalars": [self.scale, *self.runs, self.n, self.last_time, self.slow, *self.err],
             "centred": self.centred,
+            "negative": self.negative,
             "pending": [[None if math.isnan(v) else v for v in r] for r in self._pending.tolist()],
             "residuals": self.residuals.to_state(),
         }
@@ -275,6 +285,7 @@ class Forecaster:
         scale, r0, r1, n, last, slow, e0, e1 = state["scalars"]
         model.scale, model.runs, model.n, model.last_time = scale, [int(r0), int(r1)], int(n), last
         model.slow, model.centred = slow, bool(state["centred"])
+        model.negative = bool(state.get("negative", False))  # absent before: rates only
         model.err = [e0, e1]
         model._pending = np.array(
             [[math.nan if v is None else v for v in r] for r in state["pending"]], np.float64

@@ -210,7 +210,9 @@ def simulate(times: np.ndarray, values: np.ndarray, config: SimConfig) -> SimRes
     demand = _carry_forward(grid.values)
     step, start, cap, hpa_c = grid.step, grid.start, config.capacity, config.hpa
     scaling = config.scaling()
-    first = replicas_for(float(demand[0]), cap, scaling)
+    first = min(
+        max(replicas_for(float(demand[0]), cap, scaling), hpa_c.min_replicas), hpa_c.max_replicas
+    )
     hpa, pred = _Controller(first, start), _Controller(first, start)
     hpa_ctl, pred_ctl = Hpa(hpa_c), Hpa(hpa_c)
     forecaster = PeakForecaster(config.forecaster.model_copy(update={"step_s": step}), scaling)

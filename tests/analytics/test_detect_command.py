@@ -80,6 +80,30 @@ def test_iso_timestamps_from_stdin_to_stdout() -> None:
     assert done.stderr == ""
 
 
+def test_millisecond_timestamps_score_as_the_same_seconds(tmp_path: Path) -> None:
+    # Prometheus and Grafana exports write unix milliseconds; as seconds the daily and
+    # weekly baselines would be on a clock a thousand times too slow
+    times, values = _series()
+    _write(tmp_path / "s.csv", [str(int(t)) for t in times], values)
+    _write(tmp_path / "ms.csv", [str(int(t) * 1000) for t in times], values)
+    _detect(str(tmp_path / "s.csv"), "-o", str(tmp_path / "s_out.csv"), "-q")
+    done = _detect(str(tmp_path / "ms.csv"), "-o", str(tmp_path / "ms_out.csv"))
+    assert done.returncode == 0, done.stderr
+    assert "timestamps read as unix milliseconds" in done.stderr
+    seconds, millis = _read(tmp_path / "s_out.csv"), _read(tmp_path / "ms_out.csv")
+    assert [r[2] for r in seconds] == [r[2] for r in millis]  # the same scores
+    assert millis[1][0] == str(int(times[0]) * 1000)  # timestamps written back as read
+
+
+def test_repeated_timestamps_are_scored_and_said(tmp_path: Path) -> None:
+    times, values = _series(n=200, spike_at=150)
+    _write(tmp_path / "dup.csv", [str(int(t)) for t in np.repeat(times[:100], 2)], values)
+    done = _detect(str(tmp_path / "dup.csv"), "-o", str(tmp_path / "out.csv"))
+    assert done.returncode == 0, done.stderr
+    assert "100 rows repeat an earlier row's timestamp" in done.stderr
+    assert len(_read(tmp_path / "out.csv")) == 201
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

@@ -150,3 +150,37 @@ def test_scale_sim_without_the_nowcast_plans_a_step_staler(tmp_path: Path) -> No
     # a forecast a step staler errs more, so its calibrated bound holds more pods
     assert without["pred_replica_h"] > with_nowcast["pred_replica_h"]
     assert "--no-nowcast" in keiko("scale-sim", "--help").stdout
+
+
+def test_scale_sim_caps_replicas_and_says_when_the_peak_needs_more(tmp_path: Path) -> None:
+    src = write_series(tmp_path / "in.csv", days=1)
+    # capacity in the wrong units: the series needs ~300 pods, the cap is 50
+    done = keiko("scale-sim", str(src), "--capacity", "1", "--max-replicas", "50", "--json")
+    assert done.returncode == 0, done.stderr
+    capped = json.loads(done.stdout)
+    assert capped["hpa_replica_h"] <= 50 * capped["duration_h"] + 1e-9
+    assert capped["pred_replica_h"] <= 50 * capped["duration_h"] + 1e-9
+    text = keiko("scale-sim", str(src), "--capacity", "1", "--max-replicas", "50")
+    assert "the peak needs more than --max-replicas (50)" in text.stdout
+    # a value no pod count can serve is a warning, not a crash
+    src.write_text("timestamp,value\n" + "".join(f"{60 * i},{1e300}\n" for i in range(100)))
+    huge = keiko("scale-sim", str(src), "--capacity", "1")
+    assert huge.returncode == 0, huge.stderr
+    assert "more than --max-replicas (1000)" in huge.stdout
+    bad = keiko(
+        "scale-sim", str(src), "--capacity", "1", "--min-replicas", "9", "--max-replicas", "3"
+    )
+    assert bad.returncode == 2 and "--min-replicas 9 exceeds --max-replicas 3" in bad.stderr
+
+
+def test_forecast_reads_millisecond_timestamps(tmp_path: Path) -> None:
+    src = write_series(tmp_path / "in.csv", days=1)
+    rows = src.read_text().splitlines()
+    ms = tmp_path / "ms.csv"
+    ms.write_text(
+        "\n".join([rows[0], *(f"{r.split(',')[0]}000,{r.split(',')[1]}" for r in rows[1:])])
+    )
+    done = keiko("forecast", str(ms), "--horizon", "3", "-o", "-", "--json")
+    assert done.returncode == 0, done.stderr
+    assert "read as unix milliseconds" in done.stderr
+    assert json.loads(done.stderr.splitlines()[-1])["step_s"] == 300.0

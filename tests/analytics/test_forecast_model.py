@@ -104,3 +104,27 @@ def _leaves(node: object) -> list[object]:
     if isinstance(node, list) and node and isinstance(node[0], list):
         return [leaf for v in node for leaf in _leaves(v)]
     return [node]
+
+
+def test_forecasts_go_below_zero_only_for_a_series_that_has() -> None:
+    # a temperature-like series around -5: floored at zero, every forecast would be wrong
+    rng = np.random.default_rng(5)
+    times = START + STEP * np.arange(600)
+    cold = SeriesCSV([str(int(t)) for t in times], times, -5.0 + rng.normal(0, 0.3, 600))
+    result = backtest(cold, 3)
+    assert np.nanmax(result.forecast) < -3.0
+    assert 0.7 <= result.coverage <= 0.9, result
+    assert result.mase < 1.2, result
+    # a rate near zero: its interval stops at zero, though its errors reach further down
+    model = Forecaster(ForecasterConfig(step_s=STEP), horizon=3)
+    for t, v in zip(times, rng.poisson(0.5, 600), strict=True):
+        model.learn(float(t), float(v))
+    point = float(model.forecast(np.array([times[-1] + STEP]))[0])
+    assert point >= 0.0 and model.residuals.offsets()[0] < -point
+    assert model.interval(point)[0] == 0.0
+    # the flag survives a checkpoint
+    warm = Forecaster(ForecasterConfig(step_s=STEP), horizon=3)
+    for t, v in zip(times[:50], cold.values[:50], strict=True):
+        warm.learn(float(t), float(v))
+    restored = Forecaster.from_state(json.loads(json.dumps(warm.to_state())))
+    assert restored.negative and restored.forecast(np.array([times[51]]))[0] < 0
