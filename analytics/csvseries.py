@@ -70,7 +70,8 @@ def read_series_csv(path: str | Path, stream: IO[str] | None = None) -> SeriesCS
     if stream is not None:
         return _read(name, stream)
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
+        # utf-8-sig: spreadsheet programs start their "CSV UTF-8" files with a byte-order mark
+        with open(path, newline="", encoding="utf-8-sig") as handle:
             return _read(name, handle)
     except OSError as exc:
         raise SeriesFileError(f"{name}: cannot read: {exc.strerror or exc}") from None
@@ -81,7 +82,7 @@ def _read(name: str, handle: Iterable[str]) -> SeriesCSV:
     header = next(reader, None)
     if header is None:
         raise SeriesFileError(f"{name}: the file is empty; expected a header 'timestamp,value'")
-    columns = [c.strip().lower() for c in header]
+    columns = [c.strip().lstrip("\ufeff").lower() for c in header]  # a BOM on stdin too
     if "timestamp" not in columns or "value" not in columns:
         raise SeriesFileError(
             f"{name}: line 1: header is {','.join(header)!r}; expected columns "

@@ -95,6 +95,17 @@ def test_millisecond_timestamps_score_as_the_same_seconds(tmp_path: Path) -> Non
     assert millis[1][0] == str(int(times[0]) * 1000)  # timestamps written back as read
 
 
+def test_a_spreadsheets_byte_order_mark_is_not_part_of_the_header(tmp_path: Path) -> None:
+    text = "\ufefftimestamp,value\r\n1700000000,1\r\n1700000300,2\r\n"
+    (tmp_path / "excel.csv").write_text(text, encoding="utf-8", newline="")
+    from_file = _detect(str(tmp_path / "excel.csv"), "-o", "-", "-q")
+    from_stdin = _detect("-", "-o", "-", "-q", stdin=text)
+    for done in (from_file, from_stdin):
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines()[0] == "timestamp,value,anomaly_score"
+        assert len(done.stdout.splitlines()) == 3
+
+
 def test_repeated_timestamps_are_scored_and_said(tmp_path: Path) -> None:
     times, values = _series(n=200, spike_at=150)
     _write(tmp_path / "dup.csv", [str(int(t)) for t in np.repeat(times[:100], 2)], values)
