@@ -105,7 +105,7 @@ def _read(name: str, handle: Iterable[str]) -> SeriesCSV:
         raw.append(row[t_col])
     stamps = np.asarray(times, dtype=np.float64)
     notes: list[str] = []
-    if len(stamps) and stamps.min() >= MILLISECONDS_ABOVE and all(map(_numeric, raw)):
+    if len(stamps) and stamps.min() >= MILLISECONDS_ABOVE and all(map(is_number, raw)):
         stamps = stamps / 1000.0
         notes.append(
             "timestamps read as unix milliseconds (all are numbers above 1e11, which as "
@@ -129,7 +129,8 @@ def print_notes(series: SeriesCSV, prog: str, out: IO[str] | None = None) -> Non
 MILLISECONDS_ABOVE = 1e11  # unix seconds of the year 5138; unix milliseconds of 1973
 
 
-def _numeric(text: str) -> bool:
+def is_number(text: str) -> bool:
+    """Whether ``float`` reads ``text``."""
     try:
         float(text)
     except ValueError:

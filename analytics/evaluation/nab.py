@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from analytics.csvseries import is_number
+
 DEFAULT_NAB_DIR = Path("/work/shared/data/nab")
 NO_DETECTION_THRESHOLD = 1.1  # NAB's first sweep candidate: above every score, so no detections
 _PROBATION_PERCENT = 0.15
@@ -203,17 +205,9 @@ def _read_data_csv(path: Path) -> tuple[list[str], np.ndarray]:
     try:
         values = np.array([float(r[1]) for r in rows[1:]], dtype=np.float64)
     except (IndexError, ValueError):
-        bad = next(i for i, r in enumerate(rows[1:], 2) if len(r) < 2 or not _is_float(r[1]))
+        bad = next(i for i, r in enumerate(rows[1:], 2) if len(r) < 2 or not is_number(r[1]))
         raise NabInputError(f"{path}: line {bad}: expected 'timestamp,number'") from None
     return raw, values
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _parse_stamps(raw: list[str], where: str) -> np.ndarray:

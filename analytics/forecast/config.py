@@ -143,11 +143,14 @@ class WorkloadScaling(Strict):
 
     @model_validator(mode="after")
     def _bounds(self) -> WorkloadScaling:
-        if self.min_replicas > self.max_replicas:
-            raise ValueError(
-                f"min_replicas ({self.min_replicas}) exceeds max_replicas ({self.max_replicas})"
-            )
+        check_replica_bounds(self.min_replicas, self.max_replicas)
         return self
+
+
+def check_replica_bounds(low: int, high: int) -> None:
+    """Raise (naming both keys) when ``min_replicas`` exceeds ``max_replicas``."""
+    if low > high:
+        raise ValueError(f"min_replicas ({low}) exceeds max_replicas ({high})")
 
 
 class AdvisorConfig(Strict):

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from pydantic import Field, model_validator
 
+from analytics.forecast.config import check_replica_bounds
 from keiko.store.config import Strict
 
 
@@ -55,10 +56,7 @@ class HpaConfig(Strict):
 
     @model_validator(mode="after")
     def _bounds(self) -> HpaConfig:
-        if self.min_replicas > self.max_replicas:
-            raise ValueError(
-                f"min_replicas ({self.min_replicas}) exceeds max_replicas ({self.max_replicas})"
-            )
+        check_replica_bounds(self.min_replicas, self.max_replicas)
         return self
 
 
