@@ -16,9 +16,11 @@ trusted (too little history, too few scored forecasts, an interval wider than
 target utilisation, held through the HPA's own 300-s scale-in window, with
 ``mode="reactive"`` and the reason.
 
-Export: ``AdvisorCollector`` serves ``keiko_scaling_desired_replicas{workload}``. A KEDA
-``prometheus`` trigger with ``query: keiko_scaling_desired_replicas{workload="checkout"}``,
-``threshold: "1"`` (metricType AverageValue) makes the HPA run exactly that many replicas;
+Export: ``AdvisorCollector`` serves ``keiko_scaling_desired_replicas{workload,mode}``. A KEDA
+``prometheus`` trigger with
+``query: max(keiko_scaling_desired_replicas{workload="shop/checkout"})``, ``threshold: "1"``
+(metricType AverageValue, ``ignoreNullValues: "false"``) makes the HPA run exactly that many
+replicas (deploy/kubernetes/examples/keda-scaledobject.yaml);
 an HPA ``External`` metric through prometheus-adapter with ``target.averageValue: 1`` does
 the same. That HPA keeps its default 300 s scale-down stabilisation unless told otherwise;
 the advice already covers the start-up a removed pod would need, so set

@@ -7,9 +7,12 @@ from __future__ import annotations
 import json
 import math
 import time
+from pathlib import Path
 from typing import Any
 
+import yaml
 from fixtures.keiko import KeikoProcess
+from fixtures.prometheus import Prometheus
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
@@ -151,3 +154,33 @@ def test_advice_on_metrics_and_events_and_kept_across_a_restart(keiko_process: A
     send_load(kp, start, 90.0, (30, 35))
     eventually(lambda: desired(kp).get("reactive") == reactive)
     assert json.dumps(events)  # events are plain JSON (no NaN)
+
+
+KEDA_EXAMPLE = (
+    Path(__file__).resolve().parents[2] / "deploy/kubernetes/examples/keda-scaledobject.yaml"
+)
+
+
+def test_the_keda_examples_query_gives_the_advice_through_prometheus(
+    keiko_process: Any, tmp_path: Path
+) -> None:
+    """What KEDA's prometheus scaler runs: the example's query, against a real Prometheus
+    scraping keiko, one element with the advised replicas. keiko is scraped by two jobs,
+    as two `keiko analyze` replicas are while a partition moves between them: the bare
+    metric has two series there (which KEDA refuses), the example's query one."""
+    kp = keiko_process(CONFIG)
+    send_load(kp, time.time() - 3 * 3600, 90.0, (0, 30))
+    reactive = math.ceil(90.0 / (CAPACITY * 0.5))
+    eventually(lambda: desired(kp).get("reactive") == reactive)
+    [trigger] = yaml.safe_load(KEDA_EXAMPLE.read_text())["spec"]["triggers"]
+    query = trigger["metadata"]["query"]
+    target = kp.api_url.removeprefix("http://")
+    jobs = [{"job_name": j, "static_configs": [{"targets": [target]}]} for j in ("a", "b")]
+    config = {"global": {"scrape_interval": "1s"}, "scrape_configs": jobs}
+    with Prometheus(tmp_path / "prom", config) as prometheus:
+        bare = eventually(
+            lambda: len(r := prometheus.query("keiko_scaling_desired_replicas")) == 2 and r, 30
+        )
+        assert {s["metric"]["workload"] for s in bare} == {"shop/checkout"}
+        [element] = prometheus.query(query)
+        assert float(element["value"][1]) == reactive
