@@ -28,8 +28,8 @@ command -v kubectl >/dev/null || die "kubectl not found (it renders deploy/kuber
 
 if [ "${1:-}" = "--local-base" ]; then
   command -v debootstrap >/dev/null || die "debootstrap not found (apt-get install debootstrap)"
+  say "base image from debootstrap: Debian's python3.11, not $BASE's"
   BASE=keiko-rehearsal/python:3.11-bookworm
-  say "base image $BASE from debootstrap (Debian's python3.11, not $BASE's)"
   debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm \
     "$WORK/rootfs" http://deb.debian.org/debian >"$WORK/debootstrap.log"
   ln -sf python3 "$WORK/rootfs/usr/bin/python"  # the python image's name for it
@@ -77,7 +77,12 @@ for _ in $(seq 60); do
   sleep 1
 done
 curl -fs http://127.0.0.1:8470/readyz >/dev/null || { docker logs "$NAME" | tail -20; die "not ready in 60 s"; }
-echo "ready; eBPF probes up: $(curl -s http://127.0.0.1:8470/metrics | grep -c '^keiko_ebpf_probe_up{.*} 1.0' || true)"
+probes_up() { curl -s http://127.0.0.1:8470/metrics | grep -c '^keiko_ebpf_probe_up{.*} 1.0' || true; }
+for _ in $(seq 90); do  # bcc compiles the probes after the process is ready
+  [ "$(probes_up)" -ge 6 ] && break
+  sleep 1
+done
+echo "ready; eBPF probes up: $(probes_up) of 6"
 
 say "keiko demo (from keiko:$VERSION, non-root) against it, with a latency fault in cart"
 docker run --rm --network host --read-only --tmpfs /tmp "keiko:$VERSION" demo \
