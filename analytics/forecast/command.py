@@ -14,7 +14,8 @@ EXIT_OK, EXIT_USAGE = 0, 2
 
 FORECAST_DESCRIPTION = """\
 Backtest keiko's online forecaster on a `timestamp,value` CSV (the format of `keiko detect`:
-timestamps as unix seconds, 'YYYY-MM-DD HH:MM:SS' or ISO 8601; extra columns ignored; an
+timestamps as unix seconds or milliseconds, 'YYYY-MM-DD HH:MM:SS' or ISO 8601; extra
+columns ignored; an
 empty value is a gap). Irregular rows are put on a fixed step, the median spacing. Writes
 `timestamp,value,forecast,lower,upper`: the forecast for a row was made from the rows up to
 H steps before it only, with an 80% prediction interval (empty until 20 of its errors have
@@ -26,6 +27,7 @@ share of rows inside their interval. MASE < 1 beats the baseline."""
 FORECAST_EPILOG = """\
 examples:
   keiko forecast requests.csv --horizon 12 -o forecast.csv     # 5-min rows: 1 h ahead
+  keiko forecast requests.csv --horizon 1h -o forecast.csv     # the same, as a duration
   keiko forecast requests.csv --horizon 5 -o - | head           # CSV to stdout
   cat requests.csv | keiko forecast - --horizon 1 -o out.csv
 """
@@ -80,7 +82,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     fc.add_argument("input", metavar="IN.csv", help="input file, '-' for stdin")
     fc.add_argument(
-        "--horizon", "-H", type=positive_int, required=True, metavar="H", help="steps ahead (rows)"
+        "--horizon",
+        "-H",
+        type=_horizon,
+        required=True,
+        metavar="H",
+        help="steps ahead (rows), or a duration (30m, 1h: that many seconds of the series' "
+        "step, rounded to whole steps)",
     )
     fc.add_argument("-o", "--output", default="-", metavar="OUT.csv", help="output ('-': stdout)")
     fc.add_argument("--json", action="store_true", help="print the scores as JSON on stderr")
@@ -197,6 +205,40 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _horizon(text: str) -> int | float:
+    """Steps (a whole number, int) or a duration in seconds (float, e.g. '30m')."""
+    if text.strip().isdigit():
+        return positive_int(text)
+    from keiko.units import parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a whole number of steps nor a duration such as 30m or 1h"
+        ) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the horizon must be positive")
+    return float(seconds)
+
+
+def _horizon_steps(horizon: int | float, series: Any) -> int:
+    """``--horizon`` in steps of the series' grid (a duration rounded, at least one step)."""
+    if isinstance(horizon, int):
+        return horizon
+    from analytics.forecast.backtest import to_grid
+
+    step = to_grid(series.times, series.values).step
+    steps = max(1, round(horizon / step))
+    if abs(steps * step - horizon) > 1e-6 * horizon:
+        print(
+            f"keiko forecast: note: --horizon {horizon:g} s is {horizon / step:.3g} steps of "
+            f"{step:g} s: {steps} used",
+            file=sys.stderr,
+        )
+    return steps
+
+
 def _read(path: str, prog: str) -> Any:
     from analytics.csvseries import SeriesFileError, print_notes, read_series_csv
 
@@ -217,6 +259,7 @@ def run_forecast(args: argparse.Namespace) -> int:
     except SeriesFileError as exc:
         print(f"keiko forecast: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    args.horizon = _horizon_steps(args.horizon, series)
     result = backtest(series, args.horizon)
     columns = [
         series.raw_timestamps,

@@ -184,3 +184,16 @@ def test_forecast_reads_millisecond_timestamps(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "read as unix milliseconds" in done.stderr
     assert json.loads(done.stderr.splitlines()[-1])["step_s"] == 300.0
+
+
+def test_forecast_horizon_as_a_duration(tmp_path: Path) -> None:
+    src = write_series(tmp_path / "in.csv", days=1)  # 5-minute rows
+    steps = keiko("forecast", str(src), "--horizon", "12", "-o", "-", "--json")
+    hour = keiko("forecast", str(src), "--horizon", "1h", "-o", "-", "--json")
+    assert hour.returncode == 0, hour.stderr
+    assert hour.stdout == steps.stdout  # the same forecasts
+    assert json.loads(hour.stderr.splitlines()[-1])["horizon_steps"] == 12
+    odd = keiko("forecast", str(src), "--horizon", "7m", "-o", "-", "--json")
+    assert "is 1.4 steps of 300 s: 1 used" in odd.stderr
+    bad = keiko("forecast", str(src), "--horizon", "soon", "-o", "-")
+    assert bad.returncode == 2 and "neither a whole number of steps nor a duration" in bad.stderr
