@@ -100,10 +100,12 @@ FORECASTS = Row(
             "interval (bound lower/upper).",
             (
                 Query(
-                    f'keiko_forecast_peak_rate{{{WORKLOAD}, bound="point"}}', "peak {{workload}}"
+                    f'max by (workload) (keiko_forecast_peak_rate{{{WORKLOAD}, bound="point"}})',
+                    "peak {{workload}}",
                 ),
                 Query(
-                    f'keiko_forecast_peak_rate{{{WORKLOAD}, bound=~"lower|upper"}}',
+                    "max by (workload, bound) "
+                    f'(keiko_forecast_peak_rate{{{WORKLOAD}, bound=~"lower|upper"}})',
                     "{{bound}} {{workload}}",
                     may_be_empty=NO_INTERVAL,
                 ),
@@ -124,13 +126,17 @@ ADVICE = Row(
             "has an hour of history, then predictive): what a KEDA prometheus trigger or an HPA "
             "external metric runs; keiko_scaling_observed_replicas: the replicas keiko sees "
             "reporting (kube-state-metrics' kube_deployment_status_replicas says the same from "
-            "the API server).",
+            "the API server). max by workload: two keiko analyze replicas may export a "
+            "workload while its partition moves.",
             (
                 Query(
-                    f"keiko_scaling_desired_replicas{{{WORKLOAD}}}",
+                    f"max by (workload, mode) (keiko_scaling_desired_replicas{{{WORKLOAD}}})",
                     "{{workload}} advised ({{mode}})",
                 ),
-                Query(f"keiko_scaling_observed_replicas{{{WORKLOAD}}}", "{{workload}} current"),
+                Query(
+                    f"max by (workload) (keiko_scaling_observed_replicas{{{WORKLOAD}}})",
+                    "{{workload}} current",
+                ),
             ),
             width=12,
         ),
