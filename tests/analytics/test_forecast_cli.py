@@ -197,3 +197,19 @@ def test_forecast_horizon_as_a_duration(tmp_path: Path) -> None:
     assert "is 1.4 steps of 300 s: 1 used" in odd.stderr
     bad = keiko("forecast", str(src), "--horizon", "soon", "-o", "-")
     assert bad.returncode == 2 and "neither a whole number of steps nor a duration" in bad.stderr
+
+
+def test_scale_sim_says_when_the_hpa_is_never_short(tmp_path: Path) -> None:
+    # a smooth daily cycle of Poisson counts: the HPA at 70% is never short, the predictive
+    # policy at 90% is, a few minutes, for fewer replica-hours: "half of none" cannot be met
+    rng = np.random.default_rng(1)
+    k = np.arange(2 * 1440)
+    values = rng.poisson(100 * (1 + 0.6 * np.sin(2 * np.pi * k / 1440)))
+    src = tmp_path / "calm.csv"
+    rows = (f"{1_700_000_000 + 60 * i},{v}\n" for i, v in zip(k, values, strict=True))
+    src.write_text("timestamp,value\n" + "".join(rows))
+    done = keiko("scale-sim", str(src), "--capacity", "16")
+    assert done.returncode == 0, done.stderr
+    assert "the HPA is never short here, so no ratio can be halved" in done.stdout
+    cooler = keiko("scale-sim", str(src), "--capacity", "16", "--utilisation", "0.8", "--json")
+    assert json.loads(cooler.stdout)["pred_under_min"] == 0.0  # as the message says
