@@ -16,12 +16,13 @@ DESCRIPTION = """\
 Score every row of a `timestamp,value` CSV with keiko's online anomaly detector, the same
 code that scores the metric stream: each row is scored from itself and the rows before it
 only (score first, then learn), so the output is what keiko would have said live. Timestamps
-may be unix seconds, 'YYYY-MM-DD HH:MM:SS' (UTC) or ISO 8601; extra columns are ignored; an
-empty value is a gap (scored 0, not learnt). Writes `timestamp,value,anomaly_score` with one
-score in [0, 1] per input row, in input order; the score is an anomaly probability, so one
-threshold serves every series (the streaming one is analytics.anomaly.threshold in keiko's
-config). The first 50 rows of a series are its warm-up and score 0. A summary (rows,
-rows at or above --threshold, the highest scores) goes to stderr."""
+may be unix seconds (or milliseconds: all above 1e11), 'YYYY-MM-DD HH:MM:SS' (UTC) or ISO
+8601; extra columns are ignored; an empty value is a gap (scored 0, not learnt). Writes
+`timestamp,value,anomaly_score` with one score in [0, 1] per input row, in input order; the
+score is an anomaly probability, so one threshold serves every series (the streaming one is
+analytics.anomaly.threshold in keiko's config). The first 50 rows of a series are its
+warm-up and score 0. A summary (rows, rows at or above --threshold, the highest scores)
+goes to stderr."""
 
 EPILOG = """\
 examples:
