@@ -14,15 +14,14 @@ EXIT_OK, EXIT_USAGE = 0, 2
 
 FORECAST_DESCRIPTION = """\
 Backtest keiko's online forecaster on a `timestamp,value` CSV (the format of `keiko detect`:
-timestamps as unix seconds or milliseconds, 'YYYY-MM-DD HH:MM:SS' or ISO 8601; extra
-columns ignored; an
-empty value is a gap). Irregular rows are put on a fixed step, the median spacing. Writes
-`timestamp,value,forecast,lower,upper`: the forecast for a row was made from the rows up to
-H steps before it only, with an 80% prediction interval (empty until 20 of its errors have
-been seen). Prints to stderr the MASE, i.e. the mean absolute error divided by that of the
-seasonal-naive forecast on the same rows (the value a whole number of days >= H steps
-earlier when the series spans two days plus H, else the value H steps earlier), and the
-share of rows inside their interval. MASE < 1 beats the baseline."""
+timestamps as unix seconds or milliseconds, 'YYYY-MM-DD HH:MM:SS' or ISO 8601; extra columns
+ignored; an empty value is a gap). Irregular rows are put on a fixed step, the median
+spacing. Writes `timestamp,value,forecast,lower,upper`: the forecast for a row was made from
+the rows up to H steps before it only, with an 80% prediction interval (empty until 20 of
+its errors have been seen). Prints to stderr the MASE, i.e. the mean absolute error divided
+by that of the seasonal-naive forecast on the same rows (the value a whole number of days >=
+H steps earlier when the series spans two days plus H, else the value H steps earlier), and
+the share of rows inside their interval. MASE < 1 beats the baseline."""
 
 FORECAST_EPILOG = """\
 examples:
