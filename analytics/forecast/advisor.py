@@ -7,8 +7,8 @@ from the same :class:`~analytics.forecast.policy.Planner` that ``keiko scale-sim
 It asks for the ``peak_quantile`` of the forecast peak of the steps still to come within
 start-up + horizon of the observation (a pod removed now is back only a start-up later; a
 rise beyond the HPA's scale-up limits is started early), at the predictive utilisation plus
-headroom, never below what the rate just seen needs at that utilisation (at the reactive
-target when the forecast is behind it), scaled in only to the highest advice of the
+headroom, never below what the rate just seen needs at the floor utilisation (at the
+reactive target when the forecast is behind it), scaled in only to the highest advice of the
 stabilisation window (none by default). The forecast is a nowcast: made by a copy of the
 forecaster that has also learnt the step being filled so far. While the forecast is not
 trusted (too little history, too few scored forecasts, an interval wider than

@@ -65,11 +65,21 @@ class WorkloadScaling(Strict):
         description="Fraction of capacity to plan for while reactive (as the HPA's target).",
     )
     predictive_utilisation: float = Field(
-        default=0.9,
+        default=0.875,
         gt=0,
         le=1,
-        description="Fraction of capacity to plan for while the forecast is trusted: it is "
-        "ahead of the load, so it can run hotter than the reactive target.",
+        description="Fraction of capacity to plan the forecast peak for while the forecast is "
+        "trusted: it is ahead of the load, so it can run hotter than the reactive target.",
+    )
+    floor_utilisation: float = Field(
+        default=0.95,
+        gt=0,
+        le=1,
+        description="While the forecast is trusted, never fewer replicas than the rate seen "
+        "now needs at this fraction of capacity; above that the forecast is behind the load "
+        "and the rate seen is sized at target_utilisation. Hotter than the plan: the rate "
+        "seen is known, the forecast peak is not. Lower it for traffic that swings within a "
+        "forecast step.",
     )
     headroom: float = Field(
         default=0.0, ge=0, description="Extra fraction on top of the forecast peak."
@@ -86,6 +96,15 @@ class WorkloadScaling(Strict):
         le=1024,
         description="Recent peak forecast errors the quantile is taken over (a few hours at "
         "1-minute steps: short enough to follow quiet and busy spells).",
+    )
+    persistence: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Share of the gap up to the latest rate that the forecast peak takes when "
+        "that rate is above it. The forecaster clips a rise as a spike until it has lasted "
+        "its shift_after steps; the plan should not wait that long (0: the model alone; 1: "
+        "never below the latest rate).",
     )
     surprise_scales: float = Field(
         default=6.0,

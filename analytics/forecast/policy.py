@@ -10,6 +10,10 @@ prediction): those of forecasts made right after a surprising rise (a step more 
 plan is sized from the errors that followed past surprises, so a series whose bursts build
 over a few steps (or come in pairs) gets the pods the next step has needed before, while
 the quiet steps, the vast majority, keep the calm class's narrow bound and pay nothing.
+The forecaster is robust: a rise is clipped as a spike until it has lasted ``shift_after``
+steps, so for a few steps its forecast can sit well below a level the series has already
+moved to. The peak forecast therefore takes ``persistence`` (a half by default) of the gap
+up to the latest value when that is higher; its errors are calibrated like the rest.
 ``decide`` sizes replicas for the ``peak_quantile`` of the peak at the predictive
 utilisation (hotter than the reactive target: the forecast is ahead of the load) when the
 forecast is trustworthy, never below what the current rate needs, and otherwise falls
@@ -65,6 +69,8 @@ class PeakForecaster:
         self.surprise_scales = scaling.surprise_scales
         self.made_surprised = np.zeros(self.last + 1, bool)  # by the slot the window ends on
         self.surprised = False  # the latest step rose surprisingly
+        self.persistence = scaling.persistence
+        self.latest = math.nan  # the latest step's value
         self.learnt = 0
 
     @property
@@ -85,11 +91,20 @@ class PeakForecaster:
             errors.push(float(np.max(self.recent.values())) - made)
         self.surprised = self._rises_surprisingly(time, value)
         self.model.learn(time, value)
+        self.latest = value
         self.learnt += 1
         steps = np.arange(self.first, self.last + 1, dtype=np.float64)
         ends = (slot + self.last) % (self.last + 1)
-        self.predicted[ends] = float(np.max(self.model.forecast(time + steps * self.step)))
+        self.predicted[ends] = self._raw_peak(time + steps * self.step)
         self.made_surprised[ends] = self.surprised
+
+    def _raw_peak(self, times: np.ndarray) -> float:
+        """The model's peak over ``times``, moved ``persistence`` of the way up to the latest
+        value when that is higher (a rise the robust model still discounts)."""
+        raw = float(np.max(self.model.forecast(times)))
+        if self.latest > raw:  # False while latest is NaN
+            raw += self.persistence * (self.latest - raw)
+        return raw
 
     def _rises_surprisingly(self, time: float, value: float) -> bool:
         # against the forecast made before seeing the value and the model's robust error
@@ -104,7 +119,7 @@ class PeakForecaster:
         if self.model.n == 0:
             return Peak(math.nan, math.nan, math.nan, math.nan)
         times = np.arange(start, end + self.step / 2, self.step)
-        raw = float(np.max(self.model.forecast(times)))
+        raw = self._raw_peak(times)
         if not self.residuals.ready:
             return Peak(raw, math.nan, math.nan, raw)
         # the raw maximum of smooth forecasts underestimates a noisy window's maximum: the
@@ -143,6 +158,7 @@ class PeakForecaster:
             "after_surprise": self.after_surprise.to_state(),
             "made_surprised": self.made_surprised.tolist(),
             "surprised": bool(self.surprised),
+            "latest": None if math.isnan(self.latest) else self.latest,
             "learnt": self.learnt,
         }
 
@@ -155,6 +171,8 @@ class PeakForecaster:
         )
         self.residuals = ResidualQuantiles.from_state(state["residuals"])
         self.learnt = int(state["learnt"])
+        latest = state.get("latest")  # absent from checkpoints of older versions
+        self.latest = math.nan if latest is None else float(latest)
         if "after_surprise" in state:  # absent from checkpoints of older versions
             self.after_surprise = ResidualQuantiles.from_state(state["after_surprise"])
             self.made_surprised = np.array(state["made_surprised"], bool)
@@ -196,7 +214,7 @@ def decide(
 
     ``reactive`` is what the reactive signal asks for now (e.g. ``replicas_for`` the current
     rate, or the HPA's own recommendation). ``floor`` (default ``reactive``) is what the
-    rate seen now needs at the predictive utilisation; when it exceeds the forecast's size
+    rate seen now needs at the floor utilisation; when it exceeds the forecast's size
     the forecast is behind the load and the advice is ``max(floor, reactive)``, so a
     missed burst is met at once and as amply as the reactive policy meets it.
     ``window``: the start times of the first and last steps to plan for (default
@@ -264,7 +282,7 @@ class Planner:
     advice out adds at most max(100%, 4 pods) per 15 s (``scale_up``, Kubernetes' default
     policies), so a large rise must be started earlier than one start-up ahead: a later step
     whose need takes longer to ramp up to than its distance beyond the look-ahead is planned
-    for now. Never below what the rate seen needs at the predictive utilisation; when that
+    for now. Never below what the rate seen needs at the floor utilisation; when that
     is more than the plan, the forecast is behind (a burst it missed) and the rate seen is
     sized at the reactive target, so a miss is met as fast and as amply as the HPA meets it.
     Decisions are cached per look-ahead until a step is learnt or the nowcast changes.
@@ -314,10 +332,10 @@ class Planner:
                 replicas_for(rate, capacity, s), "reactive", decision.reason, decision.peak
             )
         planned = decision.replicas if ahead else 0
-        floor = replicas_for(rate, capacity, s, s.predictive_utilisation)
+        floor = replicas_for(rate, capacity, s, s.floor_utilisation)
         if not ahead:
             reason = (
-                f"the rate seen {rate:.4g} at {100 * s.predictive_utilisation:.0f}% utilisation: "
+                f"the rate seen {rate:.4g} at {100 * s.floor_utilisation:.0f}% utilisation: "
                 "no step still to come starts within the start-up and horizon"
             )
             return Decision(floor, "predictive", reason, decision.peak)

@@ -13,8 +13,9 @@ delay and the HPA's scale-up rate limits. The predictive controller is the onlin
 :class:`~analytics.forecast.policy.Planner`: it plans, every sync, for the steps after the
 one being seen up to now + start-up + horizon (the pods it keeps or creates now must cover
 them, as a pod removed now is back only a start-up later): the ``peak_quantile`` of their
-forecast peak at ``utilisation``, never below what the rate seen needs at that utilisation,
-or at the HPA's target when the rate seen needs more than the forecast (a burst the forecast
+forecast peak at ``utilisation`` (the peak takes ``persistence`` of the gap up to the latest
+rate when that is higher), never below what the rate seen needs at ``floor_utilisation``, or
+at the HPA's target when the rate seen needs more than the forecast (a burst the forecast
 missed is met as fast and as amply as the HPA meets it); it scales in after its own window
 (none by default). A later step whose pods the HPA's scale-up limit (max(100%, 4 pods) per
 15 s) needs longer to reach than that step is beyond the look-ahead is planned for at once,
@@ -61,11 +62,25 @@ class SimConfig(Strict):
     )
     headroom: float = Field(default=0.0, ge=0, description="Predictive policy's extra fraction.")
     utilisation: float = Field(
-        default=0.9,
+        default=WorkloadScaling.model_fields["predictive_utilisation"].default,
         gt=0,
         le=1,
-        description="Predictive policy's planned utilisation while the forecast is trusted "
-        "(also of its floor: the rate seen now).",
+        description="Predictive policy's planned utilisation of the forecast peak while the "
+        "forecast is trusted.",
+    )
+    floor_utilisation: float = Field(
+        default=WorkloadScaling.model_fields["floor_utilisation"].default,
+        gt=0,
+        le=1,
+        description="Utilisation of the rate seen now that the predictive policy never goes "
+        "below while trusted (above it, the forecast is behind the load).",
+    )
+    persistence: float = Field(
+        default=WorkloadScaling.model_fields["persistence"].default,
+        ge=0,
+        le=1,
+        description="Share of the gap up to the latest rate that the forecast peak takes when "
+        "that rate is above it.",
     )
     min_history_s: float = Field(
         default=WorkloadScaling.model_fields["min_history_s"].default,
@@ -106,6 +121,8 @@ class SimConfig(Strict):
             capacity_per_replica=self.capacity,
             target_utilisation=self.hpa.target_utilisation,
             predictive_utilisation=self.utilisation,
+            floor_utilisation=self.floor_utilisation,
+            persistence=self.persistence,
             headroom=self.headroom,
             horizon_s=self.horizon_s,
             startup_s=self.hpa.startup_s,

@@ -139,6 +139,20 @@ def test_scale_sim_replays_the_advisors_trust_default() -> None:
     assert f"default {advisor / 3600:g}h" in keiko("scale-sim", "--help").stdout
 
 
+def test_scale_sim_replays_the_advisors_sizing_defaults() -> None:
+    from analytics.forecast.config import WorkloadScaling
+    from analytics.forecast.sim import SimConfig
+
+    advisor = WorkloadScaling(capacity_per_replica=1.0)
+    sim = SimConfig(capacity=1.0)
+    assert sim.scaling().predictive_utilisation == advisor.predictive_utilisation
+    assert sim.scaling().floor_utilisation == advisor.floor_utilisation
+    assert sim.scaling().persistence == advisor.persistence
+    text = " ".join(keiko("scale-sim", "--help").stdout.split())
+    assert f"(default {advisor.predictive_utilisation:g})" in text
+    assert f"(default {advisor.floor_utilisation:g};" in text
+
+
 def test_scale_sim_without_the_nowcast_plans_a_step_staler(tmp_path: Path) -> None:
     src = write_series(tmp_path / "in.csv")
     runs = [
@@ -201,7 +215,7 @@ def test_forecast_horizon_as_a_duration(tmp_path: Path) -> None:
 
 def test_scale_sim_says_when_the_hpa_is_never_short(tmp_path: Path) -> None:
     # a smooth daily cycle of Poisson counts: the HPA at 70% is never short, the predictive
-    # policy at 90% is, a few minutes, for fewer replica-hours: "half of none" cannot be met
+    # policy at 87.5% is, a few minutes, for fewer replica-hours: "half of none" cannot be met
     rng = np.random.default_rng(1)
     k = np.arange(2 * 1440)
     values = rng.poisson(100 * (1 + 0.6 * np.sin(2 * np.pi * k / 1440)))

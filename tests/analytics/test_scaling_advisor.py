@@ -60,9 +60,13 @@ def test_trusted_forecast_gives_predictive_advice_for_the_peak() -> None:
     assert "forecast peak" in last.reason
     assert last.lower <= last.forecast_peak <= last.upper
     assert abs(last.forecast_peak - 40) < 3
-    # sized for the 90% quantile of the peak at 90% utilisation, never below the rate seen
+    # sized for the 90% quantile of the peak at the predictive utilisation, never below
+    # the rate seen at the floor utilisation (10 per replica)
+    s = WorkloadScaling()
     sized = float(last.reason.split("sized for ")[1].split()[0])
-    assert last.replicas == max(math.ceil(sized / 9.0), math.ceil(last.current_rate / 9.0))
+    plan = math.ceil(sized / (10.0 * s.predictive_utilisation) - 1e-9)
+    floor = math.ceil(last.current_rate / (10.0 * s.floor_utilisation) - 1e-9)
+    assert last.replicas == max(plan, floor)
     assert last.horizon_s == 60.0
 
 
@@ -103,7 +107,7 @@ def test_pods_for_the_next_step_are_ordered_a_start_up_before_it() -> None:
     replicas = [a.replicas for a in during if a is not None]
     reasons = [a.reason for a in during if a is not None]
     # the next step is in reach from 195 s on (195 + 120 > 300): its pods are ready by 255 s
-    assert set(replicas[:13]) == {math.ceil(rates[78] / 0.9)}
+    assert set(replicas[:13]) == {math.ceil(rates[78] / scaling.floor_utilisation)}
     assert all("no step still to come" in r for r in reasons[:13])
     assert min(replicas[13:]) > replicas[12] and "forecast peak" in reasons[13]
 

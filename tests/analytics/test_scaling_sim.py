@@ -30,7 +30,7 @@ def test_predictive_halves_under_provisioning_on_daily_ramps() -> None:
 def test_at_the_hpa_defaults_predictive_runs_hotter_on_daily_ramps() -> None:
     times, values = daily_ramps(days=5, step=300.0)
     result = simulate(times, values, SimConfig(capacity=100.0))
-    # the HPA's 70% target absorbs these ramps; predictive plans for 90% of the forecast
+    # the HPA's 70% target absorbs these ramps; predictive plans for 87.5% of the forecast
     assert result.pred_under_min <= result.hpa_under_min
     assert result.pred_replica_h <= 0.9 * result.hpa_replica_h
 
