@@ -13,6 +13,7 @@ target utilisation) and the peak somewhat more.
     .venv/bin/python benchmarks/scale_sim.py --scale-in
     .venv/bin/python benchmarks/scale_sim.py --trust
     .venv/bin/python benchmarks/scale_sim.py --nowcast
+    .venv/bin/python benchmarks/scale_sim.py --persistence
     .venv/bin/python benchmarks/scale_sim.py --tolerance
     .venv/bin/python benchmarks/scale_sim.py --perturb
     .venv/bin/python benchmarks/scale_sim.py --petshop
@@ -29,6 +30,8 @@ under-provisioned minutes at no more replica-hours than the HPA, and the setting
 of history (60, the online advisor's default, is ``keiko scale-sim``'s too).
 ``--nowcast`` replays each series with and without the advisor's nowcast (the plan made
 from a copy of the forecaster that has learnt the step being seen so far, before it ends).
+``--persistence`` replays each series with the forecast peak taking none, a quarter, half
+(the default) or all of the gap up to a latest rate above it.
 ``--tolerance`` replays each series with the advice carried out by an HPA that keeps its
 default 0.1 tolerance (clusters where it cannot be set to 0).
 ``--perturb`` replays copies of each series whose every value is multiplied by 1 + N(0,
@@ -234,10 +237,11 @@ def attribution(path: Path) -> dict[str, object]:
 
 
 QUANTILES = (0.8, 0.9, 0.95, 0.98)
-UTILISATIONS = (0.8, 0.9, 1.0)
+UTILISATIONS = (0.8, 0.875, 1.0)
 SCALE_IN_WINDOWS = (0.0, 60.0, 120.0, 300.0)
 TRUST_AFTER = (300.0, 900.0, 1800.0, 3600.0)  # min_history_s: 3600 is the default
-LABELLED = ("nowcast", "advice_tolerance")  # swept settings that are not durations
+PERSISTENCE = (0.0, 0.25, 0.5, 1.0)  # 0.5 is the default
+LABELLED = ("nowcast", "advice_tolerance", "persistence")  # swept settings that are not durations
 
 Run = tuple[str, dict[str, float], float, float]  # series, settings, ratio, replica-h ratio
 
@@ -364,6 +368,12 @@ def main() -> int:
         "history: ratio / replica-hours ratio",
     )
     parser.add_argument(
+        "--persistence",
+        action="store_true",
+        help=f"replay each series with the forecast peak taking {PERSISTENCE} of the gap up "
+        "to a higher latest rate: ratio / replica-hours ratio",
+    )
+    parser.add_argument(
         "--nowcast",
         action="store_true",
         help="replay each series with and without the advisor's nowcast (the plan made "
@@ -379,7 +389,7 @@ def main() -> int:
         "--perturb",
         action="store_true",
         help=f"replay {PERTURB_SEEDS} copies of each series with every value times 1 + "
-        f"N(0, {PERTURB_SCALE:.1%}): the spread of the ratio",
+        f"N(0, {100 * PERTURB_SCALE:.1f}%%): the spread of the ratio",
     )
     parser.add_argument(
         "--petshop",
@@ -399,6 +409,7 @@ def main() -> int:
         keep = args.series.split(",")
         paths = [p for p in paths if any(k in p.stem for k in keep)]
     sweeps = (args.frontier, args.scale_in, args.attribution, args.trust, args.nowcast)
+    sweeps += (args.persistence,)
     if any(sweeps) or args.tolerance or args.perturb:
         if args.attribution:
             _print_rows([attribution(p) for p in paths])
@@ -408,6 +419,8 @@ def main() -> int:
             _print_rows(sweep(paths, "scale_in_stabilisation_s", SCALE_IN_WINDOWS))
         elif args.nowcast:
             _print_rows(sweep(paths, "nowcast", (True, False)))
+        elif args.persistence:
+            _print_rows(sweep(paths, "persistence", PERSISTENCE))
         elif args.tolerance:
             _print_rows(sweep(paths, "advice_tolerance", (0.0, 0.1)))
         elif args.perturb:
