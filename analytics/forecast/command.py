@@ -405,10 +405,11 @@ def _print_sim(args: argparse.Namespace, r: Any) -> None:
     if r.hpa_under_min == 0 and r.pred_under_min > 0:
         print(
             "the HPA is never short here, so no ratio can be halved: the predictive policy, "
-            f"planning at {args.utilisation:g} utilisation against the HPA's "
-            f"{args.target_utilisation:g}, is short {r.pred_under_min:.2f} min for "
-            f"{100 * (1 - cost):.0f}% fewer replica-hours; a lower --utilisation buys them "
-            "back at more replica-hours"
+            f"planning at {args.utilisation:g} utilisation (its floor at "
+            f"{args.floor_utilisation:g}) against the HPA's {args.target_utilisation:g}, is "
+            f"short {r.pred_under_min:.2f} min for {100 * (1 - cost):.0f}% fewer "
+            "replica-hours; a lower --utilisation (and --floor-utilisation, on coarse steps) "
+            "buys them back at more replica-hours"
         )
     if r.fallback_share >= 1.0 and r.duration_h * 3600.0 <= args.min_history:
         print(
