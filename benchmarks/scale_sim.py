@@ -408,8 +408,14 @@ def main() -> int:
     if args.series:
         keep = args.series.split(",")
         paths = [p for p in paths if any(k in p.stem for k in keep)]
-    sweeps = (args.frontier, args.scale_in, args.attribution, args.trust, args.nowcast)
-    sweeps += (args.persistence,)
+    sweeps = (
+        args.frontier,
+        args.scale_in,
+        args.attribution,
+        args.trust,
+        args.nowcast,
+        args.persistence,
+    )
     if any(sweeps) or args.tolerance or args.perturb:
         if args.attribution:
             _print_rows([attribution(p) for p in paths])
