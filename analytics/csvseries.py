@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import math
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,31 +64,72 @@ def parse_timestamp(text: str) -> float:
 def read_series_csv(path: str | Path, stream: IO[str] | None = None) -> SeriesCSV:
     """Read a ``timestamp,value`` file (extra columns ignored); ``-`` reads standard input,
     ``stream`` reads that stream instead."""
+    name = "<stdin>" if str(path) == "-" and stream is None else str(path)
+    return _open(path, stream, lambda handle: _read(name, handle))
+
+
+def read_arrivals_csv(path: str | Path, step: float, stream: IO[str] | None = None) -> SeriesCSV:
+    """Requests per second in ``step``-second bins from a file with one row per request (a
+    ``timestamp`` column; a value column is not needed, other columns are ignored), as an
+    access log or a request trace lists them. The first and last bins are partial (the file
+    starts and ends inside them) and dropped; a bin without requests is a rate of 0."""
+    if not step > 0:
+        raise ValueError(f"the step must be positive, not {step!r}")
+    name = "<stdin>" if str(path) == "-" and stream is None else str(path)
+    arrivals = _open(path, stream, lambda handle: _read(name, handle, with_values=False))
+    bins = np.floor(arrivals.times / step).astype(np.int64)
+    if len(bins) == 0 or bins.max() - bins.min() < 3:
+        raise SeriesFileError(
+            f"{name}: its {len(bins)} requests span fewer than 4 steps of {step:g} s; "
+            "count them in a shorter step"
+        )
+    counts = np.bincount(bins - bins.min())[1:-1]
+    starts = (np.arange(1, len(counts) + 1) + bins.min()) * step
+    note = (
+        f"{len(bins):,} requests (one per row) counted into {len(counts):,} steps of "
+        f"{step:g} s, as requests per second (the partial first and last steps dropped)"
+    )
+    return SeriesCSV(
+        [str(int(t)) if t == int(t) else repr(float(t)) for t in starts],
+        starts.astype(np.float64),
+        counts / step,
+        (*arrivals.notes, note),
+    )
+
+
+def read_input(path: str | Path, arrivals: float | None = None) -> SeriesCSV:
+    """The series of an offline tool's input: ``timestamp,value``, or with ``arrivals`` (a
+    step in seconds) a file of one request per row counted into requests per second."""
+    return read_series_csv(path) if arrivals is None else read_arrivals_csv(path, arrivals)
+
+
+def _open(
+    path: str | Path, stream: IO[str] | None, read: Callable[[IO[str]], SeriesCSV]
+) -> SeriesCSV:
     name = str(path)
-    if name == "-" and stream is None:
-        return _read("<stdin>", sys.stdin)
     if stream is not None:
-        return _read(name, stream)
+        return read(stream)
+    if name == "-":
+        return read(sys.stdin)
     try:
         # utf-8-sig: spreadsheet programs start their "CSV UTF-8" files with a byte-order mark
         with open(path, newline="", encoding="utf-8-sig") as handle:
-            return _read(name, handle)
+            return read(handle)
     except OSError as exc:
         raise SeriesFileError(f"{name}: cannot read: {exc.strerror or exc}") from None
 
 
-def _read(name: str, handle: Iterable[str]) -> SeriesCSV:
+def _read(name: str, handle: Iterable[str], with_values: bool = True) -> SeriesCSV:
     reader = csv.reader(handle)
     header = next(reader, None)
     if header is None:
-        raise SeriesFileError(f"{name}: the file is empty; expected a header 'timestamp,value'")
+        want = "'timestamp,value'" if with_values else "with a column 'timestamp'"
+        raise SeriesFileError(f"{name}: the file is empty; expected a header {want}")
     columns = [c.strip().lstrip("\ufeff").lower() for c in header]  # a BOM on stdin too
-    if "timestamp" not in columns or "value" not in columns:
-        raise SeriesFileError(
-            f"{name}: line 1: header is {','.join(header)!r}; expected columns "
-            "'timestamp' and 'value' (e.g. 'timestamp,value')"
-        )
-    t_col, v_col = columns.index("timestamp"), columns.index("value")
+    if "timestamp" not in columns or (with_values and "value" not in columns):
+        raise SeriesFileError(f"{name}: line 1: {_header_problem(header, columns, with_values)}")
+    t_col = columns.index("timestamp")
+    v_col = columns.index("value") if with_values else t_col
     raw: list[str] = []
     times: list[float] = []
     values: list[float] = []
@@ -101,7 +142,8 @@ def _read(name: str, handle: Iterable[str]) -> SeriesCSV:
             times.append(parse_timestamp(row[t_col]))
         except ValueError as exc:
             raise SeriesFileError(f"{name}: line {line_no}: {exc}") from None
-        values.append(_value(name, line_no, row[v_col]))
+        if with_values:
+            values.append(_value(name, line_no, row[v_col]))
         raw.append(row[t_col])
     stamps = np.asarray(times, dtype=np.float64)
     notes: list[str] = []
@@ -112,12 +154,24 @@ def _read(name: str, handle: Iterable[str]) -> SeriesCSV:
             "seconds would lie after the year 5138)"
         )
     repeats = len(stamps) - len(np.unique(stamps))
-    if repeats:
+    if repeats and with_values:  # requests arriving together are no surprise
         notes.append(
             f"{repeats} rows repeat an earlier row's timestamp (detect scores every row in "
             "file order; forecast and scale-sim average the rows of a step)"
         )
     return SeriesCSV(raw, stamps, np.asarray(values, np.float64), tuple(notes))
+
+
+def _header_problem(header: list[str], columns: list[str], with_values: bool) -> str:
+    got = f"header is {','.join(header)!r}; expected "
+    if not with_values:
+        return got + "a column 'timestamp'"
+    if "timestamp" in columns:  # likely a request log: say how to read it as one
+        return got + (
+            "a column 'value' too (e.g. 'timestamp,value'); a file with one row per request "
+            "is read with --arrivals STEP, which counts the rows per step"
+        )
+    return got + "columns 'timestamp' and 'value' (e.g. 'timestamp,value')"
 
 
 def print_notes(series: SeriesCSV, prog: str, out: IO[str] | None = None) -> None:

@@ -58,7 +58,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analytics.csvseries import read_series_csv
+from analytics.csvseries import read_arrivals_csv, read_series_csv
 from analytics.forecast.backtest import backtest, to_grid
 from analytics.forecast.config import ForecasterConfig
 from analytics.forecast.hpa import HpaConfig
@@ -87,16 +87,11 @@ def _write(path: Path, times: np.ndarray, values: np.ndarray) -> Path:
 
 
 def azure(data: Path, name: str, step: float = 10.0) -> Path:
-    """Requests per second in ``step``-second bins from the one-row-per-request trace."""
-    frame = pd.read_csv(
-        data / f"forecast/azure_llm_inference_2023/AzureLLMInferenceTrace_{name}.csv"
-    )
-    t = pd.to_datetime(frame["TIMESTAMP"], utc=True).astype("int64").to_numpy() / 1e9
-    bins = np.floor(t / step).astype(np.int64)
-    counts = np.bincount(bins - bins.min())
-    times = (np.arange(len(counts)) + bins.min()) * step
-    # the first and last bins are partial (the trace starts and ends inside them): drop them
-    return _write(OUT / f"azure_{name}_{step:.0f}s.csv", times[1:-1], counts[1:-1] / step)
+    """Requests per second in ``step``-second bins from the one-row-per-request trace (what
+    ``--arrivals 10s`` reads)."""
+    path = data / f"forecast/azure_llm_inference_2023/AzureLLMInferenceTrace_{name}.csv"
+    series = read_arrivals_csv(path, step)
+    return _write(OUT / f"azure_{name}_{step:.0f}s.csv", series.times, series.values)
 
 
 def alibaba(data: Path) -> list[Path]:

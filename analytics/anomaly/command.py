@@ -35,7 +35,7 @@ examples:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `keiko detect` to the CLI."""
     from analytics.anomaly.config import AnomalyConfig
-    from keiko.commands.common import HelpFormatter
+    from keiko.commands.common import HelpFormatter, add_arrivals_option
 
     parser = subparsers.add_parser(
         "detect",
@@ -55,6 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="anomaly probability counted as anomalous in the summary (default: %(default)s, "
         "the streaming default)",
     )
+    add_arrivals_option(parser)
     parser.add_argument("--top", type=int, default=5, help="highest-scoring rows in the summary")
     parser.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
     parser.set_defaults(func=run_detect)
@@ -73,10 +74,10 @@ def _probability(text: str) -> float:
 def run_detect(args: argparse.Namespace) -> int:
     """Read, score, write; exit 2 on unreadable input."""
     from analytics.anomaly.offline import detect_values
-    from analytics.csvseries import SeriesFileError, print_notes, read_series_csv, write_csv
+    from analytics.csvseries import SeriesFileError, print_notes, read_input, write_csv
 
     try:
-        series = read_series_csv(args.input)
+        series = read_input(args.input, args.arrivals)
     except SeriesFileError as exc:
         print(f"keiko detect: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -118,4 +119,5 @@ def _summary(
         print("warning: timestamps go backwards somewhere; rows are scored in file order", file=err)
     top = [int(i) for i in np.argsort(-scores, kind="stable")[: max(args.top, 0)] if scores[i] > 0]
     for i in top:
-        print(f"  line {i + 2}: {raw[i]}  score {scores[i]:.4f}", file=err)
+        where = f"step from {raw[i]}" if args.arrivals else f"line {i + 2}: {raw[i]}"
+        print(f"  {where}  score {scores[i]:.4f}", file=err)

@@ -8,7 +8,7 @@ import math
 import sys
 from typing import IO, Any
 
-from keiko.commands.common import positive_float, positive_int
+from keiko.commands.common import duration, positive_float, positive_int
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -72,7 +72,7 @@ examples:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `keiko forecast` and `keiko scale-sim`."""
-    from keiko.commands.common import HelpFormatter
+    from keiko.commands.common import HelpFormatter, add_arrivals_option
 
     fc = subparsers.add_parser(
         "forecast",
@@ -92,6 +92,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "step, rounded to whole steps)",
     )
     fc.add_argument("-o", "--output", default="-", metavar="OUT.csv", help="output ('-': stdout)")
+    add_arrivals_option(fc)
     fc.add_argument("--json", action="store_true", help="print the scores as JSON on stderr")
     fc.set_defaults(func=run_forecast)
 
@@ -108,7 +109,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     sim.add_argument(
         "--horizon",
-        type=_duration,
+        type=duration,
         default=15.0,
         metavar="DUR",
         help="look-ahead after start-up (default 15s: one sync, the plan is remade every sync)",
@@ -138,21 +139,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     sim.add_argument(
         "--startup",
-        type=_duration,
+        type=duration,
         default=60.0,
         metavar="DUR",
         help="pod start-up delay (default 60s)",
     )
     sim.add_argument(
         "--metrics-lag",
-        type=_duration,
+        type=duration,
         default=30.0,
         metavar="DUR",
         help="age of the metric seen (default 30s)",
     )
     sim.add_argument(
         "--stabilisation",
-        type=_duration,
+        type=duration,
         default=0.0,
         metavar="DUR",
         help="predictive scale-in window (default 0s)",
@@ -166,7 +167,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     sim.add_argument(
         "--min-history",
-        type=_duration,
+        type=duration,
         default=3600.0,
         metavar="DUR",
         help="history before trusting forecasts (default 1h, the online advisor's; also "
@@ -195,6 +196,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="plan from the steps that have ended only, not also from what has been seen of "
         "the step being filled (the advisor's nowcast): what the nowcast is worth",
     )
+    add_arrivals_option(sim)
     sim.add_argument("--json", action="store_true", help="machine-readable output")
     sim.set_defaults(func=run_scale_sim)
 
@@ -204,15 +206,6 @@ def _fraction(text: str) -> float:
     if value >= 1.0 and value != 1.0:
         raise argparse.ArgumentTypeError(f"{text!r} must be in (0, 1]")
     return value
-
-
-def _duration(text: str) -> float:
-    from keiko.units import parse_duration
-
-    try:
-        return parse_duration(text if not text.replace(".", "", 1).isdigit() else float(text))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _horizon(text: str) -> int | float:
@@ -249,10 +242,10 @@ def _horizon_steps(horizon: int | float, series: Any) -> int:
     return steps
 
 
-def _read(path: str, prog: str) -> Any:
-    from analytics.csvseries import SeriesFileError, print_notes, read_series_csv
+def _read(path: str, prog: str, arrivals: float | None) -> Any:
+    from analytics.csvseries import SeriesFileError, print_notes, read_input
 
-    series = read_series_csv(path)
+    series = read_input(path, arrivals)
     if len(series) < 2:
         raise SeriesFileError(f"{path}: needs at least 2 data rows, found {len(series)}")
     print_notes(series, prog)
@@ -265,7 +258,7 @@ def run_forecast(args: argparse.Namespace) -> int:
     from analytics.forecast.backtest import backtest
 
     try:
-        series = _read(args.input, "keiko forecast")
+        series = _read(args.input, "keiko forecast", args.arrivals)
     except SeriesFileError as exc:
         print(f"keiko forecast: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -344,7 +337,7 @@ def run_scale_sim(args: argparse.Namespace) -> int:
     from analytics.forecast.sim import SimConfig, simulate
 
     try:
-        series = _read(args.input, "keiko scale-sim")
+        series = _read(args.input, "keiko scale-sim", args.arrivals)
     except SeriesFileError as exc:
         print(f"keiko scale-sim: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

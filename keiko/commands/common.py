@@ -67,3 +67,34 @@ def positive_float(text: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
     return value
+
+
+def duration(text: str) -> float:
+    """An argparse type: seconds, as a number or a duration such as 90s, 5m or 1h."""
+    from keiko.units import parse_duration
+
+    try:
+        return parse_duration(text if not text.replace(".", "", 1).isdigit() else float(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def positive_duration(text: str) -> float:
+    """An argparse type: a duration above 0 s."""
+    seconds = duration(text)
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be longer than 0 s")
+    return seconds
+
+
+def add_arrivals_option(parser: argparse.ArgumentParser) -> None:
+    """``--arrivals STEP`` of the offline tools: read a request log as a rate series."""
+    parser.add_argument(
+        "--arrivals",
+        type=positive_duration,
+        default=None,
+        metavar="STEP",
+        help="IN.csv lists one request per row (a 'timestamp' column and no value needed, as "
+        "in an access log or a request trace): count the rows per STEP (10s, 1m) into "
+        "requests per second; the partial first and last steps are dropped",
+    )

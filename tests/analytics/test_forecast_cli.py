@@ -227,3 +227,38 @@ def test_scale_sim_says_when_the_hpa_is_never_short(tmp_path: Path) -> None:
     assert "the HPA is never short here, so no ratio can be halved" in done.stdout
     cooler = keiko("scale-sim", str(src), "--capacity", "16", "--utilisation", "0.8", "--json")
     assert json.loads(cooler.stdout)["pred_under_min"] == 0.0  # as the message says
+
+
+def write_request_log(path: Path, minutes: int = 90) -> Path:
+    """One row per request, as the Azure LLM trace has them: a steady 4 requests/s, then 12/s
+    for the last 20 minutes. It starts inside the step of 1_700_158_620 and ends inside the
+    step after ``minutes``."""
+    rng = np.random.default_rng(4)
+    t, rows = 1_700_158_620.25, []
+    while t < 1_700_158_620 + minutes * 60:
+        rate = 4.0 if t < 1_700_158_620 + (minutes - 20) * 60 else 12.0
+        t += rng.exponential(1 / rate)
+        rows.append(f"{t:.6f},{int(rng.integers(100, 5000))},{int(rng.integers(5, 500))}\n")
+    path.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n" + "".join(rows))
+    return path
+
+
+def test_request_logs_are_read_with_arrivals(tmp_path: Path) -> None:
+    log = write_request_log(tmp_path / "trace.csv")
+    plain = keiko("scale-sim", str(log), "--capacity", "2")
+    assert plain.returncode == 2 and "--arrivals STEP" in plain.stderr
+    sim = keiko("scale-sim", str(log), "--arrivals", "10s", "--capacity", "2", "--json")
+    assert sim.returncode == 0, sim.stderr
+    assert "counted into 539 steps of 10 s" in sim.stderr
+    result = json.loads(sim.stdout)
+    assert result["hpa_replica_h"] > 0 and result["duration_h"] == 1.5
+    out = tmp_path / "fc.csv"
+    fc = keiko("forecast", str(log), "--arrivals", "1m", "-H", "5m", "-o", str(out))
+    assert fc.returncode == 0, fc.stderr
+    rows = list(csv.reader(out.open()))[1:]
+    assert len(rows) == 89 and rows[0][0] == "1700158680"
+    assert 3 < float(rows[10][1]) < 5 and 10 < float(rows[-1][1]) < 14  # requests per second
+    detect = keiko("detect", str(log), "--arrivals", "1m", "-o", "-")
+    assert detect.returncode == 0, detect.stderr
+    assert detect.stdout.count("\n") == 90 and "step from 17001" in detect.stderr
+    assert keiko("detect", str(log), "--arrivals", "0s").returncode == 2
