@@ -23,10 +23,8 @@ Layout = tuple[tuple[float, ...], tuple[float, ...]]  # (lower edges, upper edge
 
 def quantiles(
     lowers: Sequence[float], uppers: Sequence[float], counts: Sequence[int], qs: Sequence[float]
-) -> list[tuple[float, float]] | None:
-    """The ``qs`` quantiles (each in (0, 1)) of bucketed counts, each with its step: how far
-    one observation more or less in its bucket moves it (the bucket's width over its count;
-    a quantile of a few observations jumps by whole buckets). None when there are none."""
+) -> list[float] | None:
+    """The ``qs`` quantiles (each in (0, 1)) of bucketed counts; None when there are none."""
     cum = list(accumulate(counts))
     if not cum or cum[-1] <= 0:
         return None
@@ -37,8 +35,7 @@ def quantiles(
         b = bisect_left(cum, rank)
         below = cum[b - 1] if b else 0
         lo, hi = lowers[b], uppers[b]
-        inside = cum[b] - below
-        out.append((lo + (hi - lo) * (rank - below) / inside, (hi - lo) / inside))
+        out.append(lo + (hi - lo) * (rank - below) / (cum[b] - below))
     return out
 
 
