@@ -79,7 +79,7 @@ def run_detect(args: argparse.Namespace) -> int:
     try:
         series = read_input(args.input, args.arrivals)
     except SeriesFileError as exc:
-        print(f"keiko detect: {exc}", file=sys.stderr)
+        print(f"keiko detect: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if not args.quiet:
         print_notes(series, "keiko detect")
@@ -97,7 +97,10 @@ def run_detect(args: argparse.Namespace) -> int:
                 (series.raw_timestamps, series.values, scores),
             )
     except OSError as exc:
-        print(f"keiko detect: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        print(
+            f"keiko detect: error: cannot write {args.output}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     if not args.quiet:
         _summary(series.raw_timestamps, series.times, scores, args, elapsed)
