@@ -29,6 +29,7 @@ examples:
   keiko detect latency.csv -o scored.csv
   keiko detect latency.csv -o - | awk -F, '$3 >= 0.99'        # anomalous rows
   cat latency.csv | keiko detect - -o scored.csv --threshold 0.95
+  keiko detect access.csv --arrivals 1m -o scored.csv          # one row per request
 """
 
 

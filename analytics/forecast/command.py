@@ -29,6 +29,7 @@ examples:
   keiko forecast requests.csv --horizon 1h -o forecast.csv     # the same, as a duration
   keiko forecast requests.csv --horizon 5 -o - | head           # CSV to stdout
   cat requests.csv | keiko forecast - --horizon 1 -o out.csv
+  keiko forecast access.csv --arrivals 1m --horizon 15m -o f.csv  # one row per request
 """
 
 SIM_DESCRIPTION = """\
@@ -67,6 +68,7 @@ SIM_EPILOG = """\
 examples:
   keiko scale-sim requests.csv --capacity 50
   keiko scale-sim requests.csv --capacity 50 --horizon 10m --startup 2m --json | jq .
+  keiko scale-sim AzureLLMInferenceTrace_code.csv --arrivals 10s --capacity 1.74
 """
 
 
