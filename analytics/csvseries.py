@@ -64,8 +64,7 @@ def parse_timestamp(text: str) -> float:
 def read_series_csv(path: str | Path, stream: IO[str] | None = None) -> SeriesCSV:
     """Read a ``timestamp,value`` file (extra columns ignored); ``-`` reads standard input,
     ``stream`` reads that stream instead."""
-    name = "<stdin>" if str(path) == "-" and stream is None else str(path)
-    return _open(path, stream, lambda handle: _read(name, handle))
+    return _open(path, stream, _read)
 
 
 def read_arrivals_csv(path: str | Path, step: float, stream: IO[str] | None = None) -> SeriesCSV:
@@ -75,8 +74,8 @@ def read_arrivals_csv(path: str | Path, step: float, stream: IO[str] | None = No
     starts and ends inside them) and dropped; a bin without requests is a rate of 0."""
     if not step > 0:
         raise ValueError(f"the step must be positive, not {step!r}")
-    name = "<stdin>" if str(path) == "-" and stream is None else str(path)
-    arrivals = _open(path, stream, lambda handle: _read(name, handle, with_values=False))
+    arrivals = _open(path, stream, lambda name, handle: _read(name, handle, with_values=False))
+    name = _display_name(path, stream)
     bins = np.floor(arrivals.times / step).astype(np.int64)
     if len(bins) == 0 or bins.max() - bins.min() < 3:
         raise SeriesFileError(
@@ -104,19 +103,24 @@ def read_input(path: str | Path, arrivals: float | None = None) -> SeriesCSV:
 
 
 def _open(
-    path: str | Path, stream: IO[str] | None, read: Callable[[IO[str]], SeriesCSV]
+    path: str | Path, stream: IO[str] | None, read: Callable[[str, IO[str]], SeriesCSV]
 ) -> SeriesCSV:
-    name = str(path)
+    """``read(name, handle)`` of ``stream``, standard input (``-``) or the file."""
+    name = _display_name(path, stream)
     if stream is not None:
-        return read(stream)
-    if name == "-":
-        return read(sys.stdin)
+        return read(name, stream)
+    if str(path) == "-":
+        return read(name, sys.stdin)
     try:
         # utf-8-sig: spreadsheet programs start their "CSV UTF-8" files with a byte-order mark
         with open(path, newline="", encoding="utf-8-sig") as handle:
-            return read(handle)
+            return read(name, handle)
     except OSError as exc:
         raise SeriesFileError(f"{name}: cannot read: {exc.strerror or exc}") from None
+
+
+def _display_name(path: str | Path, stream: IO[str] | None) -> str:
+    return "<stdin>" if str(path) == "-" and stream is None else str(path)
 
 
 def _read(name: str, handle: Iterable[str], with_values: bool = True) -> SeriesCSV:
