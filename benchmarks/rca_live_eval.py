@@ -21,7 +21,10 @@ anomalies join, at most once a minute) is recorded too. An incident can be opene
 the fault by an anomaly of the healthy period and then absorb the fault's anomalies
 (they are near in time and in the call graph): it is still the one evaluated, and how
 early it opened is shown. Incidents that never hold an anomaly of the fault are counted
-as false alarms.
+as false alarms. Because such an incident can be kept open by noise alone (its ranking
+then comes from the traces), two columns say what the detectors saw: "own", the first
+anomaly of the faulty service itself (or of the caller that records an uninstrumented
+dependency) after the fault began, and "hlth", the anomalies of the healthy period.
 
 What counts as correct:
 
@@ -108,6 +111,8 @@ class Result:
     detect_s: float | None = None  # fault start -> its first anomaly in the incident
     answer_s: float | None = None  # fault start -> first analysis that holds the fault
     opened_early_s: float | None = None  # the incident was opened this long before the fault
+    own_s: float | None = None  # fault start -> the first anomaly of the target (or caller)
+    healthy: int = 0  # anomaly events of the healthy period (before the fault)
     fault_at: float = 0.0  # unix seconds
     versions: int = 0
     incidents: int = 0  # incidents opened after the fault began
@@ -239,7 +244,14 @@ def run_demo(keiko: Keiko, fault: str, s: Settings, log_dir: Path) -> tuple[int,
 
 def incident_versions(api: str) -> dict[str, list[dict[str, Any]]]:
     """Every incident event in the store, by incident id, in version order."""
+    return stored_events(api)[0]
+
+
+def stored_events(api: str) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
+    """Every incident event in the store, by incident id, in version order; and every
+    anomaly event."""
     found: dict[str, list[dict[str, Any]]] = {}
+    anomalies: list[dict[str, Any]] = []
     offset = 1
     while True:
         page = httpx.get(
@@ -248,7 +260,7 @@ def incident_versions(api: str) -> dict[str, list[dict[str, Any]]]:
             timeout=10,
         )
         if page.status_code == 404:  # no events stream yet
-            return found
+            return found, anomalies
         page.raise_for_status()
         body = page.json()
         records = body.get("records", [])
@@ -256,12 +268,14 @@ def incident_versions(api: str) -> dict[str, list[dict[str, Any]]]:
             event = record.get("payload")
             if isinstance(event, dict) and event.get("type") == "incident":
                 found.setdefault(str(event["id"]), []).append(event)
+            elif isinstance(event, dict) and event.get("type") == "anomaly":
+                anomalies.append(event)
         if not records:
             break
         offset = int(body["next_offset"])
     for versions in found.values():
         versions.sort(key=lambda e: int(e.get("version", 0)))
-    return found
+    return found, anomalies
 
 
 def unix(text: str | None) -> float | None:
@@ -348,6 +362,19 @@ def score(result: Result, found: dict[str, list[dict[str, Any]]], fault_at: floa
     result.top_evidence = [str(e.get("summary", "")) for e in causes[0].get("evidence", [])]
 
 
+def score_detection(result: Result, anomalies: list[dict[str, Any]], fault_at: float) -> None:
+    """Did the faulty service itself (or the caller that records an uninstrumented
+    dependency) raise an anomaly after the fault began, and how many anomalies did the
+    healthy period raise? An incident can hold the fault's time without either: opened by
+    noise of the healthy period and kept open by more noise, its ranking still comes from
+    the traces."""
+    accepted = {result.target, CALLER.get(result.target, result.target)}
+    times = [(unix(a.get("time")) or 0.0, str(a.get("service", ""))) for a in anomalies]
+    result.healthy = sum(t < fault_at - SLACK_S for t, _ in times)
+    own = [t for t, service in times if t >= fault_at - SLACK_S and service in accepted]
+    result.own_s = min(own) - fault_at if own else None
+
+
 def run_case(fault: str, run: int, s: Settings, out: Path) -> Result:
     """Fresh keiko, the demo with ``fault``, the incidents scored, keiko stopped."""
     target = fault.partition(":")[0]
@@ -361,11 +388,13 @@ def run_case(fault: str, run: int, s: Settings, out: Path) -> Result:
         keiko.start()
         result.demo_exit, fault_at = run_demo(keiko, fault, s, log_dir)
         result.fault_at = fault_at
-        found = wait_incident(keiko.api, fault_at, s.wait)
+        wait_incident(keiko.api, fault_at, s.wait)
+        found, anomalies = stored_events(keiko.api)
         (log_dir / "incidents.json").write_text(
-            json.dumps({"fault_at": fault_at, "incidents": found}, indent=1)
+            json.dumps({"fault_at": fault_at, "incidents": found, "anomalies": anomalies}, indent=1)
         )
         score(result, found, fault_at)
+        score_detection(result, anomalies, fault_at)
     except (RuntimeError, httpx.HTTPError, subprocess.TimeoutExpired, OSError) as exc:
         result.error = str(exc)
     finally:
@@ -391,7 +420,8 @@ def table(results: list[Result]) -> list[str]:
     """The results as aligned text, then AC@1/AC@3 and the misses' evidence."""
     head = (
         f"{'fault':<22} {'run':>3} {'inc':>3} {'rank':>4} {'last':>4} {'named':<9} "
-        f"{'detect':>6} {'answer':>6} {'early':>5} {'fa':>2}  top 3 (score)"
+        f"{'detect':>6} {'answer':>6} {'early':>5} {'fa':>2} {'own':>4} {'hlth':>4}  "
+        "top 3 (score)"
     )
     lines = [head, "-" * len(head)]
     for r in results:
@@ -400,7 +430,8 @@ def table(results: list[Result]) -> list[str]:
             f"{r.fault:<22} {r.run:>3} {'yes' if r.incident else 'no':>3} {_opt(r.rank):>4} "
             f"{_opt(r.rank_last):>4} {r.named or '-':<9} {_opt(r.detect_s, '{:.0f}s'):>6} "
             f"{_opt(r.answer_s, '{:.0f}s'):>6} {_opt(r.opened_early_s, '{:.0f}s'):>5} "
-            f"{r.false_alarms:>2}  {top or r.error or '-'}"
+            f"{r.false_alarms:>2} {_opt(r.own_s, '{:.0f}s'):>4} {r.healthy:>4}  "
+            f"{top or r.error or '-'}"
         )
     lines.append("")
     groups = {"all": results}
@@ -414,6 +445,8 @@ def table(results: list[Result]) -> list[str]:
                 + ", ".join(f"{k} {v:.2f}" for k, v in acc.items())
                 + f" · incidents {sum(r.incident for r in group)}/{len(group)}"
                 + f" · false alarms {sum(r.false_alarms for r in group)}"
+                + f" · seen on the target {sum(r.own_s is not None for r in group)}"
+                + f" · healthy-period anomalies {sum(r.healthy for r in group)}"
             )
     misses = [r for r in results if r.rank != 1]
     for r in misses:
@@ -426,7 +459,9 @@ def table(results: list[Result]) -> list[str]:
         "rank: of the faulty target (or its caller) in the first analysis holding the "
         "fault's anomalies; last: in the latest version read; detect: fault start -> its "
         "first anomaly; answer: -> that analysis; early: incident opened before the fault "
-        "by anomalies of the healthy period; fa: incidents with no anomaly of the fault"
+        "by anomalies of the healthy period; fa: incidents with no anomaly of the fault; "
+        "own: fault start -> the first anomaly of the target itself (or its caller); hlth: "
+        "anomalies stamped in the healthy period"
     )
     return lines
 

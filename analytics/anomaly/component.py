@@ -28,8 +28,8 @@ from analytics.anomaly.bank import DetectorBank
 from analytics.anomaly.config import AnomalyConfig, MetricFilter
 from analytics.anomaly.events import ExcursionTracker, anomaly_event, encode_event
 from analytics.anomaly.export import AnomalyExport, ScoreBoard, Stats
+from analytics.anomaly.services import ERRORS_METRIC, ServiceModels, error_ratio
 from analytics.anomaly.services import METRIC as SERVICE_METRIC
-from analytics.anomaly.services import ServiceModels
 from analytics.series.decode import MetricsDecoder
 from analytics.series.table import SeriesTable
 from analytics.series.types import PointBatch, SeriesInfo, SeriesKind
@@ -199,25 +199,31 @@ class AnomalyDetector(StreamWorker):
         return PointBatch(series, times, values)
 
     def _service_points(self, batch: PointBatch) -> PointBatch:
-        """Each touched service's multivariate raw score, as points of its synthetic series."""
+        """Each touched service's multivariate raw score and error ratio, as points of its
+        synthetic series."""
         state = self.state
-        points = state.services.observe(self.rates.observe(batch, state.table))
-        ids = [self._service_series(p.workload, p.time) for p in points]
-        kept = [(sid, p) for sid, p in zip(ids, points, strict=True) if sid >= 0]
+        observations = self.rates.observe(batch, state.table)
+        points = [
+            (SERVICE_METRIC, p.workload, p.time, p.raw)
+            for p in state.services.observe(observations)
+        ]
+        for obs in observations:
+            ratio = error_ratio(obs)
+            if ratio is not None:
+                points.append((ERRORS_METRIC, obs.workload, obs.time, ratio))
+        ids = [self._service_series(metric, service, t) for metric, service, t, _ in points]
+        kept = [(sid, t, v) for sid, (_, _, t, v) in zip(ids, points, strict=True) if sid >= 0]
         if not kept:
             return PointBatch.empty()
+        columns = list(zip(*kept, strict=True))
         return PointBatch(
-            np.array([sid for sid, _ in kept], np.int64),
-            np.array([p.time for _, p in kept]),
-            np.array([p.raw for _, p in kept]),
+            np.array(columns[0], np.int64), np.array(columns[1]), np.array(columns[2])
         )
 
-    def _service_series(self, service: str, time: float) -> int:
+    def _service_series(self, metric: str, service: str, time: float) -> int:
         table = self.state.table
-        key = f"{SERVICE_METRIC}{{service.name={service}}}"
-        sid = table.intern(
-            key, SERVICE_METRIC, service, SeriesKind.GAUGE, labels={"service.name": service}
-        )
+        key = f"{metric}{{service.name={service}}}"
+        sid = table.intern(key, metric, service, SeriesKind.GAUGE, labels={"service.name": service})
         if sid >= 0:
             table.touch(np.array([sid]), np.array([time]))
         return sid

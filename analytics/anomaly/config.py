@@ -42,8 +42,9 @@ class ServicesConfig(Strict):
 
     enabled: bool = Field(
         default=True,
-        description="Also score each service's (rate, error ratio, p99 latency) vector; its "
-        "anomalies are events of the series 'keiko.service.red:hst' of the service.",
+        description="Also score each service's (rate, error ratio, p99 latency) vector and "
+        "its error ratio; their anomalies are events of the series 'keiko.service.red:hst' "
+        "and 'keiko.service.errors:ratio' of the service.",
     )
     max_services: int = Field(
         default=200,

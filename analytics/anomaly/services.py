@@ -11,6 +11,11 @@ synthetic series ``keiko.service.red:hst`` of that service, which the caller sco
 per-series detectors like any other series: its events, threshold and checkpoint are the
 ones every series has. About 300 KiB and 80 µs per observation per service (n_trees=10,
 height=6, window 250), so the number of services is capped.
+
+The error ratio gets a synthetic series of its own, ``keiko.service.errors:ratio``: a
+service's failures are spread over series per route, status and pod, and a series of
+5xx responses is born with the first one (and then learns from zero for a while), so no
+single series of the service shows "30% of requests now fail" as one move.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from river import anomaly, preprocessing
 from analytics.series.workloads import Observation
 
 METRIC = "keiko.service.red:hst"
+ERRORS_METRIC = "keiko.service.errors:ratio"
 WINDOW = 250  # observations per HalfSpaceTrees window
 SMOOTHING = 0.4  # weight of the newest raw score in the score reported
 _FORMAT = 1
@@ -119,12 +125,18 @@ class ServiceModels:
         self.models = OrderedDict(state["models"])
 
 
+def error_ratio(obs: Observation) -> float | None:
+    """The share of the service's requests that failed, in [0, 1]; None without traffic."""
+    if obs.rate <= 0:
+        return None
+    return min(max(obs.errors / obs.rate, 0.0), 1.0)
+
+
 def features(obs: Observation) -> dict[str, float]:
     """The RED vector: log request rate, error ratio, log p99 latency (ms)."""
-    ratio = obs.errors / obs.rate if obs.rate > 0 else 0.0
     latency_ms = (obs.latency or 0.0) * 1000.0
     return {
         "rate": math.log1p(max(obs.rate, 0.0)),
-        "errors": min(max(ratio, 0.0), 1.0),
+        "errors": error_ratio(obs) or 0.0,
         "latency": math.log1p(max(latency_ms, 0.0)),
     }

@@ -6,7 +6,7 @@ import numpy as np
 
 from analytics.anomaly.bank import DetectorBank
 from analytics.anomaly.config import AnomalyConfig
-from analytics.anomaly.services import ServiceModels
+from analytics.anomaly.services import ServiceModels, error_ratio
 from analytics.series.workloads import Observation
 
 
@@ -52,3 +52,14 @@ def test_services_beyond_the_cap_evict_the_least_recent() -> None:
     for name in ("a", "b", "c"):
         models.observe([Observation(name, 0.0, 10.0, None, 0.1)])
     assert list(models.models) == ["b", "c"] and models.evicted == 1
+
+
+def test_the_error_ratio_is_the_failing_share_of_requests_and_none_without_traffic() -> None:
+    def obs(rate: float, errors: float) -> Observation:
+        return Observation("shop/checkout", 1_700_000_000.0, rate, 1, None, errors)
+
+    assert error_ratio(obs(4.0, 1.0)) == 0.25
+    assert error_ratio(obs(4.0, 0.0)) == 0.0
+    assert error_ratio(obs(0.0, 0.0)) is None  # no requests: nothing failed or succeeded
+    # Series seen at different times can sum to more errors than requests for a moment.
+    assert error_ratio(obs(2.0, 3.0)) == 1.0
