@@ -24,11 +24,19 @@ class DetectorBank:
     def __init__(self, capacity: int = 1024, params: Params | None = None) -> None:
         self.states = States(params or Params(), capacity)
 
-    def score_learn(self, series: np.ndarray, times: np.ndarray, values: np.ndarray) -> Scores:
-        """Score each point against its series' state, then learn from it."""
+    def score_learn(
+        self,
+        series: np.ndarray,
+        times: np.ndarray,
+        values: np.ndarray,
+        resolution: np.ndarray | None = None,
+    ) -> Scores:
+        """Score each point against its series' state, then learn from it. ``resolution``
+        is each value's quantum (detector.step), zeros by default."""
         series = np.asarray(series, np.int64)
         times = np.asarray(times, np.float64)
         values = np.asarray(values, np.float64)
+        quanta = np.zeros(len(series)) if resolution is None else np.asarray(resolution, float)
         n = len(series)
         probability = np.zeros(n)
         low = np.full(n, np.nan)
@@ -39,7 +47,7 @@ class DetectorBank:
             self._grow(int(series[valid].max()) + 1)
         for rows in _rounds(series[valid]):
             at = valid[rows]
-            result = step(self.states, series[at], times[at], values[at])
+            result = step(self.states, series[at], times[at], values[at], quanta[at])
             probability[at] = result.probability
             low[at] = result.low
             high[at] = result.high

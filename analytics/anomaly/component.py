@@ -192,11 +192,12 @@ class AnomalyDetector(StreamWorker):
         series = np.concatenate([b.series for b in batches])
         times = np.concatenate([b.times for b in batches])
         values = np.concatenate([b.values for b in batches])
+        quanta = np.concatenate([b.quanta() for b in batches])
         keep = self._wanted(series)
         if not keep.all():
             self.stats.skipped_points["excluded"] += int((~keep).sum())
-            series, times, values = series[keep], times[keep], values[keep]
-        return PointBatch(series, times, values)
+            series, times, values, quanta = series[keep], times[keep], values[keep], quanta[keep]
+        return PointBatch(series, times, values, quanta)
 
     def _service_points(self, batch: PointBatch) -> PointBatch:
         """Each touched service's multivariate raw score and error ratio, as points of its
@@ -243,7 +244,7 @@ class AnomalyDetector(StreamWorker):
 
     def _score(self, batch: PointBatch) -> list[NewRecord]:
         state = self.state
-        scores = state.bank.score_learn(batch.series, batch.times, batch.values)
+        scores = state.bank.score_learn(batch.series, batch.times, batch.values, batch.quanta())
         self.stats.points += len(batch)
         high = scores.probability >= self.config.threshold
         self.stats.anomalous_points += int(high.sum())

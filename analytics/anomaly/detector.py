@@ -117,6 +117,7 @@ class Params:
     smooth_rate: float = 0.1  # the smoothed values' rates (scale 1 and 2)
     slow_smooth_rate: float = 0.03
     relative_floor: float = 1e-3  # scale floor relative to the level (flat series)
+    quantum_deadband: float = 1.5  # quanta of a point's resolution that are no news
     tail_p: float = 0.02  # the tracked quantile: exceeded by this fraction of points
     tail_q_rate: float = 0.002  # the quantile's step, in mean distances from it
     tail_beta_rate: float = 0.02  # the mean excess's rate, per exceedance
@@ -204,9 +205,24 @@ class StepResult:
     onset: np.ndarray
 
 
-def step(states: States, ids: np.ndarray, t: np.ndarray, x: np.ndarray) -> StepResult:
-    """Score one point per series (``ids`` unique, values finite), then learn from them."""
+def step(
+    states: States,
+    ids: np.ndarray,
+    t: np.ndarray,
+    x: np.ndarray,
+    resolution: np.ndarray | None = None,
+) -> StepResult:
+    """Score one point per series (``ids`` unique, values finite), then learn from them.
+
+    ``resolution`` is each value's quantum (0, the default: continuous). A move of up to
+    ``quantum_deadband`` quanta is neither surprising nor outside the range, and no error
+    scale is below one quantum: a counter's rate moves by a whole count per interval
+    whatever the traffic, so a regular request scraped out of phase reads 2, 0, 2 where it
+    read 1, 1, 1 while the series was learnt. A lasting shift still moves the smoothed
+    values out of their range."""
     p = states.params
+    quantum = np.zeros(len(ids)) if resolution is None else resolution
+    deadband = p.quantum_deadband * quantum
     st = states.scalars[ids]
     n = st[:, COL["n"]]
     first = n == 0
@@ -219,7 +235,8 @@ def step(states: States, ids: np.ndarray, t: np.ndarray, x: np.ndarray) -> StepR
         if FIELDS[i].startswith(("level_", "smooth", "max", "min")):
             st[:, i] = np.where(first, x, st[:, i])
     level_fast, level_slow = st[:, COL["level_fast"]], st[:, COL["level_slow"]]
-    floor = p.relative_floor * np.abs(level_slow) + 1e-9
+    relative_floor = p.relative_floor * np.abs(level_slow) + 1e-9
+    floor = np.maximum(relative_floor, quantum)  # no error scale finer than the values
 
     bins = ((t % SECONDS_PER_DAY) * (p.season_bins / SECONDS_PER_DAY)).astype(np.intp)
     bins = np.clip(bins, 0, p.season_bins - 1)
@@ -233,9 +250,9 @@ def step(states: States, ids: np.ndarray, t: np.ndarray, x: np.ndarray) -> StepR
         seen, p.season_bin_weight * bin_err + (1 - p.season_bin_weight) * err_season, err_season
     )
 
-    z_fast = np.abs(x - level_fast) / np.maximum(err_fast, floor)
-    z_slow = np.abs(x - level_slow) / np.maximum(err_slow, floor)
-    z_season = np.minimum(np.abs(x - pred_season) / np.maximum(scale_season, floor), 1e6)
+    z_fast = _beyond(x - level_fast, deadband) / np.maximum(err_fast, floor)
+    z_slow = _beyond(x - level_slow, deadband) / np.maximum(err_slow, floor)
+    z_season = np.minimum(_beyond(x - pred_season, deadband) / np.maximum(scale_season, floor), 1e6)
     z = np.minimum(np.minimum(z_fast, z_slow), z_season)
     low, high = _expected_range(
         p,
@@ -246,7 +263,8 @@ def step(states: States, ids: np.ndarray, t: np.ndarray, x: np.ndarray) -> StepR
         err_fast,
         err_slow,
         scale_season,
-        floor,
+        relative_floor,
+        deadband,
     )
 
     log_z = np.log2(z + p.surprise_offset)
@@ -258,7 +276,7 @@ def step(states: States, ids: np.ndarray, t: np.ndarray, x: np.ndarray) -> StepR
     better = err_season < p.seasonal_ratio * err_slow
     st[:, COL["seasonality"]] = seasonality + (better - seasonality) * p.seasonality_rate
     seasonal = (seasonality > 0.5) & (n > p.seasonal_min_points)
-    novelty, smoothed = _range_novelty(p, st, x, floor, err_fast, week_offset)
+    novelty, smoothed = _range_novelty(p, st, x, floor, err_fast, week_offset, deadband)
     features = {
         "z": log_z,
         "z_season": np.log2(z_season_avg + p.surprise_offset),
@@ -375,11 +393,13 @@ def _range_novelty(
     floor: np.ndarray,
     noise: np.ndarray,
     week_offset: np.ndarray,
+    deadband: np.ndarray,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """How far the value, or a smoothed value, leaves its recent range (widened by
-    ``range_noise`` x the noise at that scale), in units of ``range_margin`` x the range
-    (the largest over scales); and the smoothed values. The noise of an exponential
-    average of rate ``a`` is ``sqrt(a / (2 - a))`` of the value's.
+    ``range_noise`` x the noise at that scale, and at least by the quantum deadband at that
+    scale), in units of ``range_margin`` x the range (the largest over scales); and the
+    smoothed values. The noise of an exponential average of rate ``a`` is
+    ``sqrt(a / (2 - a))`` of the value's.
 
     On a weekly series a value is also judged less its day's offset, and the nearer of
     the two counts: the range relaxes over the weekdays, so a usual weekend low would
@@ -391,7 +411,8 @@ def _range_novelty(
         value = value + (x - value) * rate
         top, bottom = st[:, COL[f"max{scale}"]], st[:, COL[f"min{scale}"]]
         width = np.maximum(top - bottom, floor)
-        slack = p.range_noise * noise * np.sqrt(rate / (2 - rate))
+        damping = np.sqrt(rate / (2 - rate))
+        slack = np.maximum(p.range_noise * noise * damping, deadband * damping)
         adjusted = value - week_offset
         outside = np.minimum(
             np.maximum(value - top, bottom - value), np.maximum(adjusted - top, bottom - adjusted)
@@ -464,9 +485,17 @@ def _expected_range(
     err_slow: np.ndarray,
     scale_season: np.ndarray,
     floor: np.ndarray,
+    deadband: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The range the best predictor for this point expected: prediction +- width x error."""
+    """The range the best predictor for this point expected: prediction +- (width x error
+    + the quantum deadband)."""
     best = np.argmin(np.stack(zs), axis=0)
     pred = np.choose(best, (level_fast, level_slow, pred_season))
     err = np.maximum(np.choose(best, (err_fast, err_slow, scale_season)), floor)
-    return pred - p.expected_width * err, pred + p.expected_width * err
+    half = p.expected_width * err + deadband
+    return pred - half, pred + half
+
+
+def _beyond(error: np.ndarray, deadband: np.ndarray) -> np.ndarray:
+    """The size of a prediction error beyond the quantum deadband."""
+    return np.maximum(np.abs(error) - deadband, 0.0)

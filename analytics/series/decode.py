@@ -72,19 +72,21 @@ def _attr_key(p: Any) -> bytes:
 class _Batch:
     """Output columns of one decode call, plus ids touched without emitting a point."""
 
-    __slots__ = ("ids", "times", "touch_ids", "touch_times", "values")
+    __slots__ = ("ids", "resolution", "times", "touch_ids", "touch_times", "values")
 
     def __init__(self) -> None:
         self.ids: list[int] = []
         self.times: list[int] = []  # unix ns
         self.values: list[float] = []
+        self.resolution: list[float] = []  # the value's quantum (0: continuous, unknown)
         self.touch_ids: list[int] = []
         self.touch_times: list[int] = []
 
-    def add(self, sid: int, t: int, v: float) -> None:
+    def add(self, sid: int, t: int, v: float, resolution: float = 0.0) -> None:
         self.ids.append(sid)
         self.times.append(t)
         self.values.append(v)
+        self.resolution.append(resolution)
 
 
 class MetricsDecoder:
@@ -182,7 +184,7 @@ class MetricsDecoder:
     def _gauge(
         self, out: _Batch, cache: dict[bytes, Any], rtoken: bytes, resource: Any, m: Any, d: Any
     ) -> None:
-        ids, times, values = out.ids, out.times, out.values
+        ids, times, values, resolution = out.ids, out.times, out.values, out.resolution
         refused = 0
         for p in d.data_points:
             key = _number_attr_key(p)
@@ -196,7 +198,12 @@ class MetricsDecoder:
             else:
                 ids.append(sid)
                 times.append(p.time_unix_nano)
-                values.append(p.as_double or p.as_int)
+                if v := p.as_double:
+                    values.append(v)
+                    resolution.append(0.0)
+                else:  # an integer gauge (in flight, queue length) moves by whole units
+                    values.append(p.as_int)
+                    resolution.append(1.0 if p.HasField("as_int") else 0.0)
         self._refused(refused)
 
     def _number_points(
@@ -231,9 +238,10 @@ class MetricsDecoder:
                 self.skipped["out_of_order"] += 1
                 continue
             if step is Step.NEXT:
-                out.add(sid, t, (v - last[1]) * 1e9 / (t - last[2]))
+                dt = t - int(last[2])
+                out.add(sid, t, (v - last[1]) * 1e9 / dt, _count_quantum(v, dt))
             elif interval := reset_interval(int(last[0]), int(last[2]), start, t):
-                out.add(sid, t, v * 1e9 / interval)
+                out.add(sid, t, v * 1e9 / interval, _count_quantum(v, interval))
             else:
                 self._touch_only(out, sid, t, "counter_reset_unknown_start")
             last[0], last[1], last[2] = start, v, t
@@ -242,7 +250,7 @@ class MetricsDecoder:
         for sid, start, t, v in self._number_points(rtoken, resource, m, 2):
             interval = self._delta_interval(sid, start, t)
             if interval:
-                out.add(sid, t, v * 1e9 / interval)
+                out.add(sid, t, v * 1e9 / interval, _count_quantum(v, interval))
             elif interval is not None:
                 self._touch_only(out, sid, t, "no_interval")
 
@@ -312,7 +320,7 @@ class MetricsDecoder:
         buckets: tuple[Sequence[float], Sequence[float], Sequence[int]] | None,
         no_buckets: bool = False,
     ) -> None:
-        out.add(ids[0], t, count * 1e9 / interval)
+        out.add(ids[0], t, count * 1e9 / interval, 1e9 / interval)
         if count <= 0:
             return
         if buckets is None:
@@ -320,6 +328,9 @@ class MetricsDecoder:
             return
         qs = hg.quantiles(*buckets, self.quantiles)
         if qs is not None:
+            # No quantum: where a quantile sits in its bucket is interpolated, and a bucket's
+            # width says nothing of how far the next quantile may move (a latency fault
+            # jumps into the wide buckets).
             for sid, q in zip(ids[1:], qs, strict=True):
                 if sid >= 0:
                     out.add(sid, t, q)
@@ -419,6 +430,7 @@ class MetricsDecoder:
         ids = np.array(out.ids, dtype=np.int64)
         ns = np.array(out.times, dtype=np.uint64)  # fixed64: may not fit int64
         values = np.array(out.values, dtype=np.float64)
+        resolution = np.array(out.resolution, dtype=np.float64)
         ok = ns > 0
         if not ok.all():
             self.skipped["no_timestamp"] += int(len(ok) - ok.sum())
@@ -436,14 +448,22 @@ class MetricsDecoder:
             self.skipped["out_of_order"] += int((ok & ~fresh).sum())
             ok &= fresh
         if not ok.all():
-            ids, times, values = ids[ok], times[ok], values[ok]
+            ids, times, values, resolution = ids[ok], times[ok], values[ok], resolution[ok]
         if len(times) > 1 and (np.diff(times) < 0).any():
             order = np.argsort(times, kind="stable")  # keeps each series in time order
             ids, times, values = ids[order], times[order], values[order]
+            resolution = resolution[order]
         self.table.touch(ids, times)
         if out.touch_ids:
             self.table.touch(np.array(out.touch_ids), np.array(out.touch_times) / 1e9)
-        return PointBatch(ids, times, values)
+        return PointBatch(ids, times, values, resolution)
+
+
+def _count_quantum(count: float, interval_ns: int) -> float:
+    """The rate one more count in the interval makes, for a counter of whole counts (its
+    rate moves in these steps, whatever the traffic); 0 for a counter of fractions."""
+    whole = isinstance(count, int) or count.is_integer()
+    return 1e9 / interval_ns if whole else 0.0
 
 
 def _hist_state(p: Any, exponential: bool) -> HistState:

@@ -35,11 +35,19 @@ class PointBatch:
     """Columnar points: series ids (int64), unix seconds (float64), values (float64).
 
     Points of one series appear in time order; a batch may hold several points of a series.
+    ``resolution`` (float64, optional) is each value's quantum: the step it moves in by its
+    nature (one count per interval for a counter's rate, 1 for an integer gauge), so that a
+    detector does not read a move of one count as news; 0 where values are continuous.
     """
 
     series: np.ndarray
     times: np.ndarray
     values: np.ndarray
+    resolution: np.ndarray | None = None
+
+    def quanta(self) -> np.ndarray:
+        """``resolution``, or zeros where the batch has none."""
+        return np.zeros(len(self.series)) if self.resolution is None else self.resolution
 
     def __len__(self) -> int:
         return len(self.series)

@@ -69,7 +69,13 @@ class SpikeBank(DetectorBank):
                 np.concatenate([a, np.zeros(extra)]) for a in (self.n, self.mean, self.m2)
             )
 
-    def score_learn(self, series: np.ndarray, times: np.ndarray, values: np.ndarray) -> Scores:
+    def score_learn(
+        self,
+        series: np.ndarray,
+        times: np.ndarray,
+        values: np.ndarray,
+        resolution: np.ndarray | None = None,
+    ) -> Scores:
         k = len(series)
         prob, low, high, onset = (
             np.zeros(k),

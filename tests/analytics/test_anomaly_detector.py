@@ -242,3 +242,52 @@ def test_the_state_per_series_stays_within_its_budget() -> None:
     assert bank.bytes_per_series <= 2048
     # The weekly state is a few dozen bytes on top of the profile.
     assert bank.states.week.nbytes // bank.states.capacity <= 64
+
+
+def scored_counts(counts: np.ndarray, interval: float, quantum: bool) -> np.ndarray:
+    """A counter's per-interval rate scored live: with its quantum (one count per interval,
+    as the metrics decoder gives it) or without (as a CSV gives it)."""
+    n = len(counts)
+    resolution = np.full(n, 1.0 / interval) if quantum else None
+    t = 1_700_000_000.0 + interval * np.arange(n)
+    scores = DetectorBank().score_learn(np.zeros(n, np.int64), t, counts / interval, resolution)
+    return scores.probability
+
+
+def test_a_regular_counter_read_out_of_phase_is_no_news_but_a_change_of_two_counts_is() -> None:
+    # Three requests per 15-s interval, learnt for two hours; then the scrape drifts into
+    # the requests' phase and reads 4, 2, 3, 4, 2 ... (the same traffic)
+    learnt = np.full(480, 3.0)
+    jitter = 3.0 + np.tile([1.0, -1.0, 0.0, 1.0, -1.0, 0.0, 0.0, 0.0], 20)
+    counts = np.r_[learnt, jitter]
+    assert np.any(scored_counts(counts, 15.0, quantum=False)[480:] >= ALARM)  # the old way
+    assert not np.any(scored_counts(counts, 15.0, quantum=True) >= ALARM)
+    # two counts more or fewer, or none at all, is news at once; one count more for good
+    # is below the resolution of a single point (a threshold rule watches such series)
+    for level, found in ((5.0, True), (1.0, True), (0.0, True), (4.0, False)):
+        after = np.full(40, level)
+        probability = scored_counts(np.r_[counts, after], 15.0, quantum=True)[len(counts) :]
+        assert bool(probability[0] >= ALARM) is found, (level, probability[:3])
+
+
+def test_an_integer_gauge_moving_by_one_is_no_news_but_a_jump_is() -> None:
+    bank = DetectorBank()
+    n = 600
+    values = np.zeros(n)
+    values[[300, 420, 421, 500]] = 1.0  # requests in flight now and then
+    values[560] = 6.0
+    t = 1_700_000_000.0 + 15.0 * np.arange(n)
+    probability = bank.score_learn(np.zeros(n, np.int64), t, values, np.ones(n)).probability
+    assert not np.any(probability[:560] >= ALARM)
+    assert probability[560] >= 0.99
+
+
+def test_a_zero_quantum_scores_exactly_as_no_quantum() -> None:
+    values = noisy(1500, seed=5)
+    values[1000] += 30.0
+    t = times(1500)
+    ids = np.zeros(1500, np.int64)
+    plain = DetectorBank().score_learn(ids, t, values)
+    zeros = DetectorBank().score_learn(ids, t, values, np.zeros(1500))
+    for field in ("probability", "expected_low", "expected_high", "onset"):
+        np.testing.assert_array_equal(getattr(plain, field), getattr(zeros, field))

@@ -139,3 +139,31 @@ def test_sdk_restart_is_a_counter_reset_with_a_known_start() -> None:
     start, t = times["orders"]
     assert out["orders"] == pytest.approx(6 / ((t - start) / 1e9))  # not (6 - 2000) / dt
     assert out["orders"] > 0
+
+
+def test_each_point_carries_the_quantum_its_value_moves_in() -> None:
+    """A counter's rate moves by one count per interval, an integer UpDownCounter by 1; a
+    float gauge is continuous (0), and so is a quantile (interpolated in its bucket; how
+    far the next one may move is no property of this point). The detector reads a move
+    within a quantum or so as no news."""
+    app = App(CUMULATIVE)
+    dec = MetricsDecoder(SeriesTable(100))
+    app.orders.add(1, ATTRS)
+    app.latency.record(1.0, ATTRS)
+    dec.decode(app.collect()[0])  # cumulative first points: the baselines
+    app.orders.add(2, ATTRS)
+    app.inflight.add(2, ATTRS)
+    for value in (12.0, 14.0, 20.0, 30.0):  # three in (10, 25], one in (25, 50]
+        app.latency.record(value, ATTRS)
+    batch = dec.decode(app.collect()[0])
+    quantum = {
+        dec.table.info(sid).metric: r  # type: ignore[union-attr]
+        for sid, r in zip(batch.series.tolist(), batch.quanta().tolist(), strict=True)
+    }
+    assert quantum["orders"] > 0 and quantum["latency:rate"] > 0
+    assert quantum["inflight"] == 1.0 and quantum["queue"] == 0.0
+    assert quantum["latency:p50"] == 0.0 and quantum["latency:p99"] == 0.0
+    rates = values(dec, batch)
+    assert quantum["orders"] == pytest.approx(rates["orders"] / 2)  # 2 counts: 2 quanta
+    assert quantum["latency:rate"] == pytest.approx(rates["latency:rate"] / 4)
+    app.provider.shutdown()
