@@ -2,14 +2,16 @@
 
 For each series the normal period (before ``at``) gives a median and a robust spread; the
 deviation is the largest move after ``at`` in units of that spread. The spread has floors
-(the normal range's reach, half the standard deviation, a hundredth of the level) so that
-a series that was flat, quantised or spiky does not turn noise into a huge score. The onset is the
+(the normal range's reach, half the standard deviation, a hundredth of the level; a quarter
+of the level for a histogram quantile, 5 points for a share of spans or traces) so that a
+series that was flat, quantised or spiky does not turn noise into a huge score. The onset is the
 first point after ``at`` that passes half the peak deviation (and at least 3): with
 ``at`` taken early, cause series move before effect series.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +27,16 @@ Z_MAX = 1000.0
 PERSIST_SHARE, PERSIST_MAX = 10, 3  # the move held by 1 in 10 points after, 3 at most
 SMALL_COUNT = 1000  # whole numbers below this are counts; bytes and the like are not
 DERIVED_PREFIX = "trace."  # the series RCA derives from spans: means and shares
+# Shares of a time bin's spans or traces (0..1): flat at 0 before, any error would be a
+# thousand spreads, so a move is counted in steps of this much.
+SHARES = frozenset({"trace.errors", "trace.error_origins"})
+SHARE_STEP = 0.05
+# A histogram quantile as keiko's decoder names it (``...:p99``) is interpolated inside
+# its bucket; buckets are commonly 30-90% of their values wide, so one that read the same
+# before (a bucket's midpoint, few observations per interval) is known to this share of
+# its level, not to a hundredth of it.
+QUANTILE_SUFFIX = re.compile(r":p\d+(\.\d+)?$")
+QUANTILE_STEP = 0.25
 RECENT = 2  # points just before `at` that show whether a series had moved already
 NORMAL_REACH = 0.99  # quantile of the normal period a move must pass to count fully
 
@@ -48,26 +60,33 @@ class Deviation:
         return self.cls.weight * float(np.log1p(self.z))
 
 
-def _spread(before: np.ndarray, median: float, direction: int) -> float:
+def _spread(before: np.ndarray, median: float, direction: int, relative: float = 0.01) -> float:
     """The unit of a move: the normal spread, at least the normal range's reach.
 
     Besides the IQR it takes half the standard deviation and the distance from the median
     to the normal period's 1st/99th percentile on the bad side, so a series that was
-    spiky before (sparse calls, bursts) needs a move past its old extremes to score."""
+    spiky before (sparse calls, bursts) needs a move past its old extremes to score.
+    ``relative``: the floor as a share of the level."""
     q75, q25 = np.percentile(before, [75, 25])
     hi, lo = np.quantile(before, [NORMAL_REACH, 1 - NORMAL_REACH])
     reach = {1: hi - median, -1: median - lo}.get(direction, max(hi - median, median - lo))
     return max(
-        float(q75 - q25), float(reach), 0.5 * float(np.std(before)), 0.01 * abs(median), 1e-9
+        float(q75 - q25), float(reach), 0.5 * float(np.std(before)), relative * abs(median), 1e-9
     )
 
 
 def series_deviation(
-    times: np.ndarray, values: np.ndarray, at: float, cls: MetricClass, counted: bool = True
+    times: np.ndarray,
+    values: np.ndarray,
+    at: float,
+    cls: MetricClass,
+    counted: bool = True,
+    metric: str = "",
 ) -> tuple[float, float, float, float] | None:
     """(z, onset, median before, peak value) of one series, or None without enough data.
 
-    ``counted``: whether whole-number values may be a count (not for derived shares)."""
+    ``counted``: whether whole-number values may be a count (not for derived shares);
+    ``metric`` names the series where its name says what resolution it has."""
     ok = np.isfinite(values)
     times, values = times[ok], values[ok]
     before, after = values[times < at], values[times >= at]
@@ -81,7 +100,10 @@ def series_deviation(
     else:
         recent = before[:0]
     median = float(np.median(before))
-    spread = _spread(before, median, cls.direction)
+    quantile = QUANTILE_SUFFIX.search(metric) is not None
+    spread = _spread(before, median, cls.direction, QUANTILE_STEP if quantile else 0.01)
+    if metric in SHARES:
+        spread = max(spread, SHARE_STEP)
     if cls.signal == Signal.TRAFFIC or (counted and _counts(before, after)):
         # Counts are Poisson-like: a gauge of requests in flight that was 0 and reads 1 once,
         # or 0 -> 1 call, is noise, not a move of a thousand spreads.
@@ -127,7 +149,7 @@ def deviations(metrics: pd.DataFrame, at: float) -> list[Deviation]:
         service, metric, instance = (str(x) for x in keys[lo])
         cls = classify(metric)
         counted = not metric.startswith(DERIVED_PREFIX)
-        got = series_deviation(times[lo:hi], values[lo:hi], at, cls, counted)
+        got = series_deviation(times[lo:hi], values[lo:hi], at, cls, counted, metric)
         if got is not None:
             out.append(Deviation(service, metric, instance, cls, *got))
     return out

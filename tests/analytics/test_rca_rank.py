@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from analytics.rca.deviation import Z_MAX, deviations
+from analytics.rca.deviation import QUANTILE_STEP, SHARE_STEP, Z_MAX, deviations
 from analytics.rca.model import Case
 from analytics.rca.rank import rank
 from analytics.traces.spans import SpanBatch
@@ -101,7 +101,7 @@ def test_flat_and_spiky_normal_periods() -> None:
     )
     share.loc[share["time"] >= AT, "value"] = 1.0  # a share that is 0, then 1: not a count
     (dev,) = deviations(share, AT)
-    assert dev.z == Z_MAX
+    assert dev.z == 1.0 / SHARE_STEP  # counted in steps of a share, not a thousand spreads
     rng = np.random.default_rng(5)
     spiky = series("spiky", "requests", 1.0, 1.0, noise=0.0)
     spiky["value"] = rng.poisson(0.3, len(T)) * 5.0  # bursts before and after
@@ -150,3 +150,24 @@ def test_nothing_moved_nothing_ranked() -> None:
     frames = (series("a", "cpu", 20, 20, seed=1), series("b", "latency_p99", 0.1, 0.1, seed=2))
     got = rank(case(*frames), AT, 5)
     assert all(c.score < 2.0 for c in got), [(c.service, c.score) for c in got]
+
+
+def test_a_caller_flat_before_does_not_outrank_the_callee_that_failed() -> None:
+    # Live, at a few requests per 0.5-s interval: the caller's latency quantile sat on one
+    # bucket's midpoint and its error share at 0, so any move was "a thousand spreads";
+    # the callee, whose values varied a little before, moved as much and is the cause.
+    rng = np.random.default_rng(7)
+    caller = series("checkout", "http.server.request.duration:p50", 0.0175, 0.175, noise=0.0)
+    callee = series("payment", "http.server.request.duration:p50", 0.0075, 0.2075)
+    callee["value"] = np.where(
+        T < AT, rng.choice([0.0025, 0.0075, 0.0175], len(T)), 0.175 + 0.05 * rng.random(len(T))
+    )
+    (dev,) = deviations(caller, AT)
+    assert dev.z == (0.175 - 0.0175) / (QUANTILE_STEP * 0.0175)  # a quarter of its level
+    graph = [("checkout", "payment")]
+    assert rank(case(caller, callee, graph=graph), AT, 2)[0].service == "payment"
+    caller_errors = series("checkout", "trace.errors", 0.0, 0.33, noise=0.0)
+    callee_errors = series("cart", "trace.errors", 0.0, 0.55, noise=0.0)
+    callee_errors.loc[callee_errors["time"] < AT, "value"] = rng.choice([0.0, 0.1], len(T) // 2)
+    graph = [("checkout", "cart")]
+    assert rank(case(caller_errors, callee_errors, graph=graph), AT, 2)[0].service == "cart"
