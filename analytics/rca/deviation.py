@@ -3,8 +3,8 @@
 For each series the normal period (before ``at``) gives a median and a robust spread; the
 deviation is the largest move after ``at`` in units of that spread. The spread has floors
 (the normal range's reach, half the standard deviation, a hundredth of the level; a quarter
-of the level for a histogram quantile, 5 points for a share of spans or traces) so that a
-series that was flat, quantised or spiky does not turn noise into a huge score. The onset is the
+of the level for a histogram quantile) so that a series that was flat, quantised or spiky
+does not turn noise into a huge score. The onset is the
 first point after ``at`` that passes half the peak deviation (and at least 3): with
 ``at`` taken early, cause series move before effect series.
 """
@@ -27,10 +27,6 @@ Z_MAX = 1000.0
 PERSIST_SHARE, PERSIST_MAX = 10, 3  # the move held by 1 in 10 points after, 3 at most
 SMALL_COUNT = 1000  # whole numbers below this are counts; bytes and the like are not
 DERIVED_PREFIX = "trace."  # the series RCA derives from spans: means and shares
-# Shares of a time bin's spans or traces (0..1): flat at 0 before, any error would be a
-# thousand spreads, so a move is counted in steps of this much.
-SHARES = frozenset({"trace.errors", "trace.error_origins"})
-SHARE_STEP = 0.05
 # A histogram quantile as keiko's decoder names it (``...:p99``) is interpolated inside
 # its bucket; buckets are commonly 30-90% of their values wide, so one that read the same
 # before (a bucket's midpoint, few observations per interval) is known to this share of
@@ -102,8 +98,6 @@ def series_deviation(
     median = float(np.median(before))
     quantile = QUANTILE_SUFFIX.search(metric) is not None
     spread = _spread(before, median, cls.direction, QUANTILE_STEP if quantile else 0.01)
-    if metric in SHARES:
-        spread = max(spread, SHARE_STEP)
     if cls.signal == Signal.TRAFFIC or (counted and _counts(before, after)):
         # Counts are Poisson-like: a gauge of requests in flight that was 0 and reads 1 once,
         # or 0 -> 1 call, is noise, not a move of a thousand spreads.

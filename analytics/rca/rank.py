@@ -7,8 +7,10 @@ most, where the moves of its callers are explained by it.
 2. Per service, the strongest deviation of each signal (resource, latency, errors,
    traffic) on a log scale, weighted by what the signal says about a cause.
 3. Latency and errors propagate up the call graph: where a service downstream of this one
-   moved as much, this one's latency and errors are discounted (it is a symptom). Resource
-   saturation and trace self-time are never discounted: they happen where the cause is.
+   moved as much, this one's latency and errors are discounted (it is a symptom); so are
+   its errors where its traces show them starting elsewhere (its share of failing spans
+   rose, its share of traces it is the error origin of did not). Resource saturation and
+   trace self-time are never discounted: they happen where the cause is.
 4. A service's score is its strongest adjusted signal plus a quarter of the others; among
    services that score close to the best, the earlier onset ranks first (cause before
    effect).
@@ -26,6 +28,7 @@ from analytics.rca.graph import CallGraph
 from analytics.rca.metricclass import Signal
 from analytics.rca.model import NODE_PREFIX, Candidate, Case, Evidence
 from analytics.rca.tracesignals import ERROR_ORIGINS, SELF_TIME, trace_metrics
+from analytics.rca.tracesignals import ERRORS as TRACE_ERRORS
 from analytics.traces.analysis import summarise
 from analytics.traces.profile import exemplars
 from analytics.traces.spans import SpanBatch
@@ -35,6 +38,9 @@ PROPAGATING = (Signal.LATENCY, Signal.ERRORS)
 EXPLAINED_RATIO = 0.5  # a downstream move this large (relative) explains a symptom
 SIGNIFICANT = math.log1p(ONSET_Z)  # ... if it is a move at all (3 spreads), not noise
 SYMPTOM_DISCOUNT = 0.35  # what is left of an explained latency/error signal
+# What is left of a service's errors where its traces show them starting elsewhere: the
+# traces say so failure by failure, which a comparison of moves cannot.
+ORIGIN_ELSEWHERE_DISCOUNT = 0.1
 OTHERS_SHARE = 0.25
 ONSET_BONUS = 0.1  # of the best score, for the earliest onset among close candidates
 EVIDENCE_PER_CANDIDATE = 4
@@ -63,7 +69,8 @@ def rank(case: Case, at: float, top: int = 5, symptom: str | None = None) -> lis
         by_service[node] = [d for d in by_service[node] if d.cls.signal == Signal.RESOURCE]
         if not signals[node]:
             del signals[node], by_service[node]
-    scores = _scores(signals, graph)
+    elsewhere = _errors_start_elsewhere(devs)
+    scores = _scores(signals, graph, elsewhere)
     _onset_bonus(scores, by_service)
     ordered = sorted(scores, key=lambda s: (-scores[s], s))[:top]
     source = symptom or _symptom(signals, graph)
@@ -106,14 +113,39 @@ def _signals(devs: list[Deviation]) -> dict[Signal, float]:
 LOCAL_METRICS = frozenset({SELF_TIME, ERROR_ORIGINS})
 
 
-def _scores(signals: dict[str, dict[Signal, float]], graph: CallGraph) -> dict[str, float]:
+def _errors_start_elsewhere(devs: list[Deviation]) -> set[str]:
+    """The services whose share of failing spans moved while their share of traces whose
+    errors start in them did not (a caller failing because its callee did). A service
+    without an error-origin series (no traces) is not judged."""
+    failing: dict[str, float] = {}
+    origins: dict[str, float] = {}
+    for d in devs:
+        if d.metric == TRACE_ERRORS:
+            failing[d.service] = d.strength
+        elif d.metric == ERROR_ORIGINS:
+            origins[d.service] = d.strength
+    return {
+        s
+        for s, f in failing.items()
+        if f >= SIGNIFICANT and s in origins and origins[s] < EXPLAINED_RATIO * f
+    }
+
+
+def _scores(
+    signals: dict[str, dict[Signal, float]], graph: CallGraph, elsewhere: set[str]
+) -> dict[str, float]:
+    """Each service's score; ``elsewhere``: services whose errors start downstream."""
     out = {}
     for service, own in signals.items():
         below = [signals[d] for d in graph.downstream(service) if d in signals]
         explained = max((max(b.values()) for b in below), default=0.0)
         adjusted = []
         for signal, strength in own.items():
-            if signal in PROPAGATING and explained >= max(EXPLAINED_RATIO * strength, SIGNIFICANT):
+            if signal == Signal.ERRORS and service in elsewhere:
+                strength *= ORIGIN_ELSEWHERE_DISCOUNT
+            elif signal in PROPAGATING and explained >= max(
+                EXPLAINED_RATIO * strength, SIGNIFICANT
+            ):
                 strength *= SYMPTOM_DISCOUNT
             adjusted.append(strength)
         adjusted.sort(reverse=True)

@@ -27,6 +27,7 @@ from analytics.traces.spans import SpanBatch
 BUCKETS = 60
 SELF_TIME = "trace.self_time"
 ERROR_ORIGINS = "trace.error_origins"
+ERRORS = "trace.errors"
 
 
 def trace_metrics(spans: SpanBatch, at: float) -> pd.DataFrame:
@@ -63,7 +64,7 @@ def trace_metrics(spans: SpanBatch, at: float) -> pd.DataFrame:
         "self_s": SELF_TIME,
         "origin": ERROR_ORIGINS,
         "duration": "trace.duration",
-        "error": "trace.errors",
+        "error": ERRORS,
     }
     long = joined.melt(id_vars=["service", "bucket"], value_vars=list(names), var_name="metric")
     long["metric"] = long["metric"].map(names)

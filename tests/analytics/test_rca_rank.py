@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from analytics.rca.deviation import QUANTILE_STEP, SHARE_STEP, Z_MAX, deviations
+from analytics.rca.deviation import QUANTILE_STEP, Z_MAX, deviations
 from analytics.rca.model import Case
 from analytics.rca.rank import rank
 from analytics.traces.spans import SpanBatch
@@ -101,7 +101,7 @@ def test_flat_and_spiky_normal_periods() -> None:
     )
     share.loc[share["time"] >= AT, "value"] = 1.0  # a share that is 0, then 1: not a count
     (dev,) = deviations(share, AT)
-    assert dev.z == 1.0 / SHARE_STEP  # counted in steps of a share, not a thousand spreads
+    assert dev.z == Z_MAX
     rng = np.random.default_rng(5)
     spiky = series("spiky", "requests", 1.0, 1.0, noise=0.0)
     spiky["value"] = rng.poisson(0.3, len(T)) * 5.0  # bursts before and after
@@ -154,8 +154,8 @@ def test_nothing_moved_nothing_ranked() -> None:
 
 def test_a_caller_flat_before_does_not_outrank_the_callee_that_failed() -> None:
     # Live, at a few requests per 0.5-s interval: the caller's latency quantile sat on one
-    # bucket's midpoint and its error share at 0, so any move was "a thousand spreads";
-    # the callee, whose values varied a little before, moved as much and is the cause.
+    # bucket's midpoint, so any move was "a thousand spreads"; the callee, whose values
+    # varied a little before, moved as much and is the cause.
     rng = np.random.default_rng(7)
     caller = series("checkout", "http.server.request.duration:p50", 0.0175, 0.175, noise=0.0)
     callee = series("payment", "http.server.request.duration:p50", 0.0075, 0.2075)
@@ -166,8 +166,20 @@ def test_a_caller_flat_before_does_not_outrank_the_callee_that_failed() -> None:
     assert dev.z == (0.175 - 0.0175) / (QUANTILE_STEP * 0.0175)  # a quarter of its level
     graph = [("checkout", "payment")]
     assert rank(case(caller, callee, graph=graph), AT, 2)[0].service == "payment"
-    caller_errors = series("checkout", "trace.errors", 0.0, 0.33, noise=0.0)
-    callee_errors = series("cart", "trace.errors", 0.0, 0.55, noise=0.0)
-    callee_errors.loc[callee_errors["time"] < AT, "value"] = rng.choice([0.0, 0.1], len(T) // 2)
-    graph = [("checkout", "cart")]
-    assert rank(case(caller_errors, callee_errors, graph=graph), AT, 2)[0].service == "cart"
+
+
+def test_a_caller_whose_errors_start_in_its_callee_is_a_symptom() -> None:
+    # agent calls cart as a tool; cart fails a quarter of its requests, and every failure
+    # fails several of agent's spans: agent's share of failing spans jumps further than
+    # cart's, but its traces say the errors start in cart (agent's origin share holds).
+    rng = np.random.default_rng(11)
+    cart_errors = series("cart", "trace.errors", 0.0, 0.25, noise=0.0)
+    cart_errors.loc[cart_errors["time"] < AT, "value"] = rng.choice([0.0, 0.1], len(T) // 2)
+    cart_origins = cart_errors.assign(metric="trace.error_origins")
+    agent_errors = series("agent", "trace.errors", 0.0, 0.8, noise=0.0)
+    agent_origins = series("agent", "trace.error_origins", 0.0, 0.0, noise=0.0)
+    frames = (cart_errors, cart_origins, agent_errors, agent_origins)
+    assert rank(case(*frames, graph=[("agent", "cart")]), AT, 2)[0].service == "cart"
+    # Without the origin series nothing tells agent's errors are not its own.
+    without = case(cart_errors, agent_errors, graph=[("agent", "cart")])
+    assert rank(without, AT, 2)[0].service == "agent"
