@@ -4,9 +4,9 @@ For each series the normal period (before ``at``) gives a median and a robust sp
 deviation is the largest move after ``at`` in units of that spread. The spread has floors
 (the normal range's reach, half the standard deviation, a hundredth of the level; a quarter
 of the level for a histogram quantile) so that a series that was flat, quantised or spiky
-does not turn noise into a huge score. The onset is the
-first point after ``at`` that passes half the peak deviation (and at least 3): with
-``at`` taken early, cause series move before effect series.
+does not turn noise into a huge score. The onset is the first point after ``at`` that
+passes half the peak deviation (and at least 3): with ``at`` taken early, cause series
+move before effect series.
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ Z_MAX = 1000.0
 PERSIST_SHARE, PERSIST_MAX = 10, 3  # the move held by 1 in 10 points after, 3 at most
 SMALL_COUNT = 1000  # whole numbers below this are counts; bytes and the like are not
 DERIVED_PREFIX = "trace."  # the series RCA derives from spans: means and shares
-# A histogram quantile as keiko's decoder names it (``...:p99``) is interpolated inside
+# A histogram quantile as keiko's decoder names it (``...:p99``, then its labels in a case
+# read from the store: ``...:p99{http.route=/cart}``) is interpolated inside
 # its bucket; buckets are commonly 30-90% of their values wide, so one that read the same
 # before (a bucket's midpoint, few observations per interval) is known to this share of
 # its level, not to a hundredth of it.
-QUANTILE_SUFFIX = re.compile(r":p\d+(\.\d+)?$")
+QUANTILE_SUFFIX = re.compile(r":p\d+(\.\d+)?(\{|$)")
 QUANTILE_STEP = 0.25
 RECENT = 2  # points just before `at` that show whether a series had moved already
 NORMAL_REACH = 0.99  # quantile of the normal period a move must pass to count fully

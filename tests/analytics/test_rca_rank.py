@@ -164,6 +164,9 @@ def test_a_caller_flat_before_does_not_outrank_the_callee_that_failed() -> None:
     )
     (dev,) = deviations(caller, AT)
     assert dev.z == (0.175 - 0.0175) / (QUANTILE_STEP * 0.0175)  # a quarter of its level
+    # ... also with its labels, as a case read from the store names it
+    (dev,) = deviations(caller.assign(metric=caller["metric"] + "{http.route=/checkout}"), AT)
+    assert dev.z == (0.175 - 0.0175) / (QUANTILE_STEP * 0.0175)
     graph = [("checkout", "payment")]
     assert rank(case(caller, callee, graph=graph), AT, 2)[0].service == "payment"
 
